@@ -1,0 +1,46 @@
+"""Discrete output distributions and likelihood units (paper sections 2.2, 5.1).
+
+Every conditional p(x_{i,c} | x_<) is a categorical distribution over the
+``levels`` values of a channel. Logits are laid out (B, C, levels, H, W).
+The paper's sigmoid output for binary data is the special case
+logits = [0, z], for which softmax gives p(x = 1) = sigmoid(z) exactly.
+Log-likelihoods are natural logarithms (nats) throughout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LN2 = math.log(2.0)
+
+
+def sigmoid_as_logits(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) Bernoulli logits -> (B, C, 2, H, W) categorical logits [0, z]."""
+    return torch.stack([torch.zeros_like(z), z], dim=2)
+
+
+def log_prob_from_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Exact log-likelihood in nats of each image, shape (B,).
+
+    logits: (B, C, levels, H, W); x: (B, C, H, W) integer values in [0, levels).
+    """
+    log_probs = F.log_softmax(logits, dim=2)
+    per_value = log_probs.gather(2, x.long().unsqueeze(2)).squeeze(2)  # (B, C, H, W)
+    return per_value.flatten(1).sum(1)
+
+
+def bits_per_dim(nll_nats: torch.Tensor | float, dims: int) -> torch.Tensor | float:
+    """Negative log-likelihood per image in nats -> bits per dimension.
+
+    ``dims`` is the number of values per image, H * W * C:
+    bits/dim = NLL_nats / (dims * ln 2).
+    """
+    return nll_nats / (dims * LN2)
+
+
+def nats_to_bits(nats: torch.Tensor | float) -> torch.Tensor | float:
+    """Nats -> bits (divide by ln 2)."""
+    return nats / LN2

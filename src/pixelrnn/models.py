@@ -1,0 +1,209 @@
+"""The PixelRNN model family: PixelCNN, Row LSTM and Diagonal BiLSTM (paper section 3).
+
+Every model is the same stack (sections 3.3-3.5):
+
+    image (B, C, H, W), values in [0, levels), scaled to [-1, 1]
+      -> 7x7 convolution, mask A                           (C -> 2h features)
+      -> `layers` residual blocks: stream + branch(stream)  (2h -> 2h)
+         [optional learnable skip connection from every block: 1x1 mask B, summed]
+      -> ReLU -> 1x1 mask B (2h -> head) -> ReLU -> 1x1 mask B (head -> C x levels)
+      -> logits (B, C, levels, H, W)
+
+The branch is a PixelCNN block, a Row LSTM or a Diagonal BiLSTM. All feature
+maps are split into C channel groups (R, G, B) so that every prediction depends
+only on earlier values in raster order and, inside a pixel, earlier channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .diagonal_bilstm import DiagonalBiLSTM
+from .distributions import log_prob_from_logits, sigmoid_as_logits
+from .layers import MaskedConv2d, PixelCNNBlock, masked_1x1
+from .masks import channel_groups
+from .row_lstm import RowLSTM
+
+ARCHITECTURES = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+OUTPUTS = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a PixelRNN model; defaults are the paper's choices.
+
+    head: features of the output head (the paper: 32 for MNIST, 1024 for
+    CIFAR-10 and ImageNet); None picks 32 for 2 levels, else 1024.
+    output: "sigmoid" (the paper's choice for binary data, levels must be 2)
+    or "softmax"; None picks sigmoid for 2 levels, else softmax.
+    """
+
+    architecture: str
+    channels: int = 1
+    levels: int = 256
+    hidden: int = 16
+    layers: int = 7
+    head: int | None = None
+    output: str | None = None
+    residual: bool = True
+    skip: bool = True
+    input_kernel: int = 7
+    kernel_size: int = 3  # PixelCNN's masked convolutions and the Row LSTM's 1 x k kernels
+
+    def __post_init__(self) -> None:
+        if self.head is None:
+            object.__setattr__(self, "head", 32 if self.levels == 2 else 1024)
+        if self.output is None:
+            object.__setattr__(self, "output", "sigmoid" if self.levels == 2 else "softmax")
+        self.validate()
+
+    def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown model {self.architecture!r}; known models: {', '.join(ARCHITECTURES)}"
+            )
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if not 2 <= self.levels <= 256:
+            raise ValueError(f"levels must be in 2..256, got {self.levels}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.output == "sigmoid" and self.levels != 2:
+            raise ValueError(f"the sigmoid output needs levels=2, got levels={self.levels}")
+        if self.layers < 1:
+            raise ValueError(f"layers must be >= 1, got {self.layers}")
+        for name in ("hidden", "head"):
+            if getattr(self, name) < self.channels:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is too small to split into "
+                    f"{self.channels} channel groups"
+                )
+        for name in ("input_kernel", "kernel_size"):
+            if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name} must be odd and positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _make_block(config: ModelConfig) -> nn.Module:
+    if config.architecture == "pixelcnn":
+        return PixelCNNBlock(config.hidden, config.channels, config.kernel_size)
+    if config.architecture == "row_lstm":
+        return RowLSTM(config.hidden, config.channels, config.kernel_size)
+    return DiagonalBiLSTM(config.hidden, config.channels)
+
+
+class PixelRNN(nn.Module):
+    """An autoregressive image model with exact discrete likelihoods.
+
+    ``model(x)`` maps images (B, C, H, W) -- integers in [0, levels), or the same
+    values as floats for a differentiable input -- to logits (B, C, levels, H, W);
+    the logits at (c, i, j) depend only on values before (i, j, c) in raster
+    order (then R, G, B inside a pixel). ``log_prob(x)`` is the exact
+    log-likelihood of each image in nats, shape (B,). Any H, W >= 1.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, h2 = config.channels, 2 * config.hidden
+        stream_groups = channel_groups(h2, c)
+        self.input_conv = MaskedConv2d(torch.arange(c), stream_groups, config.input_kernel, "A")
+        self.blocks = nn.ModuleList(_make_block(config) for _ in range(config.layers))
+        self.skips = (
+            nn.ModuleList(masked_1x1(h2, h2, c) for _ in range(config.layers))
+            if config.skip
+            else None
+        )
+        out_per_channel = 1 if config.output == "sigmoid" else config.levels
+        self.head_hidden = masked_1x1(h2, config.head, c)
+        self.head_out = MaskedConv2d(
+            channel_groups(config.head, c),
+            torch.arange(c).repeat_interleave(out_per_channel),  # channel-major: (C, levels)
+            1,
+            "B",
+        )
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    def check_images(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is (B, C, H, W) with this model's C and, for
+        integer tensors, values in [0, levels)."""
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"expected images of shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point() and x.numel():
+            low, high = int(x.min()), int(x.max())
+            if low < 0 or high >= self.levels:
+                raise ValueError(
+                    f"image values must be in [0, {self.levels - 1}], got [{low}, {high}]"
+                )
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Values in [0, levels) -> floats in [-1, 1] (the paper: scaled and centred)."""
+        dtype = self.input_conv.weight.dtype
+        return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Head input (B, 2h, H, W) for scaled images (B, C, H, W)."""
+        stream = self.input_conv(x)
+        skip_sum = None
+        for index, block in enumerate(self.blocks):
+            branch = block(stream)
+            stream = stream + branch if self.config.residual else branch
+            if self.skips is not None:
+                projected = self.skips[index](stream)
+                skip_sum = projected if skip_sum is None else skip_sum + projected
+        return stream if skip_sum is None else skip_sum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_images(x)
+        out = self.features(self.scale(x))
+        out = self.head_out(torch.relu(self.head_hidden(torch.relu(out))))
+        if self.config.output == "sigmoid":
+            return sigmoid_as_logits(out)
+        return out.unflatten(1, (self.channels, self.levels))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
+        if x.is_floating_point():
+            if not torch.equal(x, x.round()):
+                raise ValueError("log_prob needs integer image values")
+            x = x.long()
+        return log_prob_from_logits(self(x), x)
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (
+            f"architecture={cfg.architecture}, channels={cfg.channels}, levels={cfg.levels}, "
+            f"hidden={cfg.hidden}, layers={cfg.layers}, head={cfg.head}, output={cfg.output}, "
+            f"residual={cfg.residual}, skip={cfg.skip}"
+        )
+
+
+def build_model(name: str, **kwargs) -> PixelRNN:
+    """Build a model by architecture name: "pixelcnn", "row_lstm" or "diagonal_bilstm".
+
+    Keyword arguments are the fields of :class:`ModelConfig` (channels, levels,
+    hidden, layers, head, output, residual, skip, input_kernel, kernel_size).
+    """
+    options = {f.name for f in dataclasses.fields(ModelConfig)} - {"architecture"}
+    unknown = set(kwargs) - options
+    if unknown:
+        raise TypeError(
+            f"unknown model option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(options))}"
+        )
+    return PixelRNN(ModelConfig(architecture=name.replace("-", "_"), **kwargs))

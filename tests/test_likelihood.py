@@ -1,0 +1,63 @@
+"""The likelihood is exact: probabilities of all images of a tiny size sum to one."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import ARCHITECTURES, all_images, tiny_model
+
+import pixelrnn
+
+SIZES = [
+    # channels, height, width, levels, output
+    (1, 2, 2, 2, "sigmoid"),
+    (1, 2, 2, 2, "softmax"),
+    (3, 2, 2, 2, "sigmoid"),
+    (1, 2, 2, 3, "softmax"),
+    (1, 1, 3, 4, "softmax"),
+    (1, 3, 1, 4, "softmax"),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("channels,height,width,levels,output", SIZES)
+def test_probabilities_of_all_images_sum_to_one(arch, channels, height, width, levels, output):
+    model = tiny_model(arch, channels, levels, output=output)
+    images = all_images(channels, height, width, levels)
+    with torch.no_grad():
+        total = torch.cat([model.log_prob(chunk) for chunk in images.split(1024)]).exp().sum()
+    assert abs(total.item() - 1.0) < 1e-9
+
+
+def test_log_prob_is_the_sum_of_per_value_conditionals():
+    model = tiny_model("row_lstm", 3, 5)
+    x = torch.randint(0, 5, (2, 3, 3, 4))
+    logits = model(x)
+    manual = torch.zeros(2, dtype=torch.float64)
+    for b in range(2):
+        for c in range(3):
+            for i in range(3):
+                for j in range(4):
+                    manual[b] += torch.log_softmax(logits[b, c, :, i, j], 0)[x[b, c, i, j]]
+    torch.testing.assert_close(model.log_prob(x), manual)
+
+
+def test_sigmoid_output_is_the_paper_bernoulli():
+    model = tiny_model("pixelcnn", 1, 2)
+    x = torch.randint(0, 2, (3, 1, 4, 4))
+    logits = model(x)
+    assert torch.equal(logits[:, :, 0], torch.zeros_like(logits[:, :, 0]))
+    p_one = torch.sigmoid(logits[:, :, 1])
+    expected = torch.where(x == 1, p_one, 1 - p_one).log().flatten(1).sum(1)
+    torch.testing.assert_close(model.log_prob(x), expected)
+
+
+def test_units():
+    assert pixelrnn.nats_to_bits(math.log(2)) == pytest.approx(1.0)
+    # A uniform 256-level model is exactly 8 bits per dimension.
+    dims = 3 * 32 * 32
+    assert pixelrnn.bits_per_dim(dims * math.log(256), dims) == pytest.approx(8.0)
+    nll = torch.tensor([100.0, 200.0])
+    assert torch.allclose(pixelrnn.bits_per_dim(nll, 784), nll / (784 * math.log(2)))
