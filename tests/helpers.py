@@ -47,19 +47,18 @@ def dependency_matrix(model: pixelrnn.PixelRNN, height: int, width: int, batch: 
     `batch` random float inputs)."""
     c, levels = model.channels, model.levels
     torch.manual_seed(1)
-    x = torch.rand(batch, c, height, width, dtype=torch.float64) * (levels - 1)
+    x = (torch.rand(batch, c, height, width, dtype=torch.float64) * (levels - 1)).requires_grad_()
     mix = torch.randn(levels, dtype=torch.float64).view(1, 1, levels, 1, 1)
-
-    def summary(inputs: torch.Tensor) -> torch.Tensor:
-        return (model(inputs) * mix).sum(2)  # (B, C, H, W)
-
-    jac = torch.autograd.functional.jacobian(summary, x, vectorize=True)
-    jac = torch.einsum("bchwbxyz->chwxyz", jac.abs())  # per-sample blocks, summed
-    order = raster_index(c, height, width).flatten()
+    summary = (model(x) * mix).sum(2)  # (B, C, H, W); batch elements are independent
+    order = raster_index(c, height, width)
     n = order.numel()
     dep = torch.zeros(n, n, dtype=torch.bool)
-    flat = (jac.reshape(n, n) > 0)
-    dep[order.view(-1, 1), order.view(1, -1)] = flat
+    for ch in range(c):
+        for i in range(height):
+            for j in range(width):
+                (grad,) = torch.autograd.grad(summary[:, ch, i, j].sum(), x, retain_graph=True)
+                seen = grad.abs().sum(0) > 0  # (C, H, W)
+                dep[order[ch, i, j], order[seen]] = True
     return dep
 
 

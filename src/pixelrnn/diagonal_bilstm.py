@@ -23,6 +23,7 @@ from torch import nn
 
 from .layers import MaskedConv2d, masked_1x1
 from .lstm import gate_groups, lstm_update
+from .lstm_scan import ScanPlan, lstm_scan
 from .masks import channel_groups
 
 
@@ -42,72 +43,95 @@ def unskew(x: torch.Tensor) -> torch.Tensor:
 
 
 class DiagonalBiLSTM(nn.Module):
-    """Diagonal BiLSTM residual branch, (B, 2h, H, W) -> (B, 2h, H, W).
+    """Diagonal BiLSTM residual branch, channels-last (B, H, W, 2h) -> (B, H, W, 2h).
 
     For each of the two directions (left-to-right, and right-to-left on the
     mirrored map):
 
     * input-to-state: a 1x1 mask-B convolution -> 4h gate maps, whole map at once;
-    * skew the gate maps so that each diagonal becomes a column (H x (W + H - 1));
-    * walk the columns; each step adds the 2 x 1 state-to-state convolution
-      (the cell itself and the cell above, unmasked) of the previous column's
-      hidden state and applies the LSTM update. A learned initial state enters
-      each row at its first pixel, and row 0 from above;
-    * unskew.
+    * in the skewed map (row r shifted right by r) walk the columns; each step
+      adds the 2 x 1 state-to-state convolution (the cell itself and the cell
+      above, unmasked, zero above row 0) of the previous column's hidden state
+      and applies the LSTM update. A learned initial state (h0, c0) enters each
+      row at its first pixel.
 
-    Both directions run in one batched recurrence. The right-to-left output is
-    shifted down one row (row 0 gets zeros) before it is added to the
-    left-to-right output, since at row r it has seen the future pixels right of
-    the current one. A 1x1 mask-B convolution brings the sum back to 2h.
+    The right-to-left output is shifted down one row (row 0 gets zeros) before
+    it is added to the left-to-right output, since at row r it has seen the
+    future pixels right of the current one. A 1x1 mask-B convolution brings the
+    sum back to 2h.
+
+    ``fused=True`` runs both directions in one :func:`pixelrnn.lstm_scan.lstm_scan`
+    over the diagonals of the unskewed map (no skewed copies, no padding cells);
+    ``fused=False`` runs :meth:`reference_recurrence`, the skew / loop / unskew
+    of the paper with autograd, on the same weights.
     """
 
     directions = 2
 
     def __init__(self, hidden: int, channels: int) -> None:
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.fused = hidden, True
         self.input_to_state = MaskedConv2d(
             channel_groups(2 * hidden, channels),
             gate_groups(hidden, channels).repeat(self.directions),
             1,
             "B",
         )
-        # Per direction: [h(cell), h(cell above)] (2h) -> gates (4h).
+        # Per direction: [h(cell itself), h(cell above)] (2h) -> gates (4h).
         bound = 1.0 / math.sqrt(2 * hidden)
         self.state_to_state = nn.Parameter(
             torch.empty(self.directions, 2 * hidden, 4 * hidden).uniform_(-bound, bound)
         )
-        self.h0 = nn.Parameter(torch.zeros(self.directions, 1, 1, hidden))
-        self.c0 = nn.Parameter(torch.zeros(self.directions, 1, 1, hidden))
+        self.h0 = nn.Parameter(torch.zeros(self.directions, hidden))
+        self.c0 = nn.Parameter(torch.zeros(self.directions, hidden))
         self.expand = masked_1x1(hidden, 2 * hidden, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        d, hid = self.directions, self.hidden
-        gates_in = self.input_to_state(x).unflatten(1, (d, 4 * hid)).transpose(0, 1)
-        gates_in = torch.stack([gates_in[0], gates_in[1].flip(-1)])  # (2, B, 4h, H, W)
-        gates_in = skew(gates_in).permute(4, 0, 1, 3, 2).contiguous()  # (T, 2, B, H, 4h)
+        if not self.fused:
+            gates_in = self.input_to_state.forward_nhwc(x).permute(0, 3, 1, 2)
+            left_to_right, right_to_left = self.reference_recurrence(gates_in)
+            hidden = left_to_right + F.pad(right_to_left[:, :, :-1], (0, 0, 1, 0))
+            return self.expand.forward_nhwc(hidden.permute(0, 2, 3, 1))
+        _, height, width, _ = x.shape
+        # The scan works on the cell-major layout (H, W, B, F); the 1x1 convolutions
+        # are matrix products in any layout, so convert once, on the narrowest map.
+        cells = x.permute(1, 2, 0, 3).contiguous()  # (H, W, B, 2h)
+        gates_in = self.input_to_state.forward_nhwc(cells).unflatten(-1, (self.directions, -1))
+        plan = ScanPlan("diagonals", height, width, offsets=(0, -1), mirrored=(False, True))
+        hidden = lstm_scan(gates_in, self.state_to_state, self.h0, self.c0, plan)
+        left_to_right, right_to_left = hidden.unbind(3)  # (H, W, B, h) each
+        # Shift the right-to-left states down one row, row 0 gets zeros.
+        right_to_left = torch.cat([torch.zeros_like(right_to_left[:1]), right_to_left[:-1]])
+        return self.expand.forward_nhwc(left_to_right + right_to_left).permute(2, 0, 1, 3)
 
-        h0 = self.h0.expand(d, batch, 1, hid)
-        h = self.h0.expand(d, batch, height, hid)
-        c = self.c0.expand(d, batch, height, hid)
-        row = torch.arange(height, device=x.device).view(1, 1, height, 1)
+    def reference_recurrence(self, gates_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's recurrence written plainly: mirror, skew, loop over columns, unskew.
+
+        (B, 2 x 4h, H, W) gates -> left-to-right and right-to-left states, each
+        (B, h, H, W) in the original (unmirrored) orientation.
+        """
+        batch, _, height, width = gates_in.shape
+        d, hid = self.directions, self.hidden
+        left, right = gates_in.unflatten(1, (d, 4 * hid)).unbind(1)
+        gates = torch.stack([left, right.flip(-1)])  # (2, B, 4h, H, W)
+        columns = skew(gates).permute(4, 0, 1, 3, 2).unbind(0)  # T x (2, B, H, 4h)
+        h = self.h0.view(d, 1, 1, hid).expand(d, batch, height, hid)
+        c = self.c0.view(d, 1, 1, hid).expand(d, batch, height, hid)
+        row = torch.arange(height, device=gates_in.device).view(1, 1, height, 1)
         outputs = []
-        for t in range(gates_in.shape[0]):
-            above = torch.cat([h0, h[:, :, :-1]], dim=2)
+        for t, column_gates in enumerate(columns):
+            above = F.pad(h[:, :, :-1], (0, 0, 1, 0))
             recurrent = torch.bmm(
                 torch.cat([h, above], dim=-1).reshape(d, batch * height, 2 * hid),
                 self.state_to_state,
             ).view(d, batch, height, 4 * hid)
-            h_new, c_new = lstm_update(gates_in[t] + recurrent, c)
-            if t < height - 1:  # rows r > t have not started: they keep the initial state
-                started = row <= t
-                h_new = torch.where(started, h_new, self.h0)
-                c_new = torch.where(started, c_new, self.c0)
-            h, c = h_new, c_new
+            h_new, c_new = lstm_update(column_gates + recurrent, c)
+            started = row <= t  # rows below have not started: they keep the initial state
+            h = torch.where(started, h_new, self.h0.view(d, 1, 1, hid))
+            c = torch.where(started, c_new, self.c0.view(d, 1, 1, hid))
             outputs.append(h)
+        hidden = unskew(torch.stack(outputs, dim=-1).transpose(2, 3))  # (2, B, h, H, W)
+        return hidden[0], hidden[1].flip(-1)
 
-        out = unskew(torch.stack(outputs, dim=-1).transpose(-2, -3))  # (2, B, h, H, W)
-        left_to_right, right_to_left = out[0], out[1].flip(-1)
-        right_to_left = F.pad(right_to_left[:, :, :-1], (0, 0, 1, 0))  # shift down one row
-        return self.expand(left_to_right + right_to_left)
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}, fused={self.fused}"

@@ -137,6 +137,13 @@ class PixelRNN(nn.Module):
     def levels(self) -> int:
         return self.config.levels
 
+    def set_fused(self, enabled: bool) -> PixelRNN:
+        """Run the recurrent layers with the fused scan (default) or the plain reference loops."""
+        for block in self.blocks:
+            if hasattr(block, "fused"):
+                block.fused = enabled
+        return self
+
     def check_images(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is (B, C, H, W) with this model's C and, for
         integer tensors, values in [0, levels)."""
@@ -157,21 +164,23 @@ class PixelRNN(nn.Module):
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Head input (B, 2h, H, W) for scaled images (B, C, H, W)."""
-        stream = self.input_conv(x)
+        """Head input (B, H, W, 2h) for scaled channels-last images (B, H, W, C)."""
+        stream = self.input_conv.forward_nhwc(x)
         skip_sum = None
         for index, block in enumerate(self.blocks):
             branch = block(stream)
             stream = stream + branch if self.config.residual else branch
             if self.skips is not None:
-                projected = self.skips[index](stream)
+                projected = self.skips[index].forward_nhwc(stream)
                 skip_sum = projected if skip_sum is None else skip_sum + projected
         return stream if skip_sum is None else skip_sum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_images(x)
-        out = self.features(self.scale(x))
-        out = self.head_out(torch.relu(self.head_hidden(torch.relu(out))))
+        # Feature maps are channels-last, (B, H, W, F): see MaskedConv2d.forward_nhwc.
+        out = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous())
+        out = self.head_hidden.forward_nhwc(torch.relu(out))
+        out = self.head_out.forward_nhwc(torch.relu(out)).permute(0, 3, 1, 2)  # (B, C x L, H, W)
         if self.config.output == "sigmoid":
             return sigmoid_as_logits(out)
         return out.unflatten(1, (self.channels, self.levels))

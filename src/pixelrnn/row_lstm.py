@@ -2,53 +2,77 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import MaskedConv2d, masked_1x1
 from .lstm import gate_groups, lstm_update
+from .lstm_scan import ScanPlan, lstm_scan
 from .masks import channel_groups
 
 
 class RowLSTM(nn.Module):
-    """Row LSTM residual branch, (B, 2h, H, W) -> (B, 2h, H, W).
+    """Row LSTM residual branch, channels-last (B, H, W, 2h) -> (B, H, W, 2h).
 
     Processes the map one row at a time, top to bottom:
 
     * input-to-state: a 1 x k convolution along the row with mask B, computed
-      for the whole map at once -> 4h gate maps;
-    * state-to-state: an unmasked 1 x k convolution of the previous row's
-      hidden state (every value in that row is in the past) -> 4h;
-    * the LSTM update; a learned initial state (h_0, c_0) enters row 0;
+      for the whole map at once -> 4h gate maps [i, f, o, g];
+    * state-to-state: an unmasked 1 x k convolution (zero-padded) of the
+      previous row's hidden state, whose values all lie in the past -> 4h;
+    * the LSTM update; a learned initial state (h0, c0) enters row 0;
     * a 1x1 mask-B convolution back to 2h features (the residual projection).
 
-    Each output pixel sees a triangle of rows above it (k-wide per row) plus the
-    pixels left of it that the masked input convolution reaches.
+    Each output pixel sees a triangle of rows above it plus the pixels left of
+    it that the masked input convolution reaches. ``fused=True`` runs the
+    recurrence with :func:`pixelrnn.lstm_scan.lstm_scan`; ``fused=False`` runs
+    the plain autograd loop of :meth:`reference_recurrence`, same weights.
     """
 
     def __init__(self, hidden: int, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"Row LSTM kernel size must be odd and positive, got {kernel_size}")
-        self.hidden = hidden
+        self.hidden, self.kernel_size, self.fused = hidden, kernel_size, True
         self.input_to_state = MaskedConv2d(
             channel_groups(2 * hidden, channels), gate_groups(hidden, channels), (1, kernel_size), "B"
         )
-        self.state_to_state = nn.Conv1d(
-            hidden, 4 * hidden, kernel_size, padding=kernel_size // 2, bias=False
+        # (1 direction, k taps x h, 4h): tap k reads column j + k - k // 2 of the previous row.
+        bound = 1.0 / math.sqrt(kernel_size * hidden)
+        self.state_to_state = nn.Parameter(
+            torch.empty(1, kernel_size * hidden, 4 * hidden).uniform_(-bound, bound)
         )
-        self.h0 = nn.Parameter(torch.zeros(hidden, 1))
-        self.c0 = nn.Parameter(torch.zeros(hidden, 1))
+        self.h0 = nn.Parameter(torch.zeros(1, hidden))
+        self.c0 = nn.Parameter(torch.zeros(1, hidden))
         self.expand = masked_1x1(hidden, 2 * hidden, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        gates_in = self.input_to_state(x)  # (B, 4h, H, W)
-        h = self.h0.expand(batch, self.hidden, width)
-        c = self.c0.expand(batch, self.hidden, width)
+        batch, height, width, _ = x.shape
+        gates_in = self.input_to_state.forward_nhwc(x)  # (B, H, W, 4h)
+        if not self.fused:
+            hidden = self.reference_recurrence(gates_in.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return self.expand.forward_nhwc(hidden)
+        offsets = tuple(range(-(self.kernel_size // 2), self.kernel_size // 2 + 1))
+        plan = ScanPlan("rows", height, width, offsets)
+        cells = gates_in.permute(1, 2, 0, 3).unsqueeze(3)  # (H, W, B, 1, 4h)
+        hidden = lstm_scan(cells, self.state_to_state, self.h0, self.c0, plan).squeeze(3)
+        return self.expand.forward_nhwc(hidden).permute(2, 0, 1, 3)
+
+    def reference_recurrence(self, gates_in: torch.Tensor) -> torch.Tensor:
+        """The recurrence written plainly: (B, 4h, H, W) gates -> (B, h, H, W) states."""
+        batch, _, height, width = gates_in.shape
+        kernel = self.state_to_state[0].view(self.kernel_size, self.hidden, -1).permute(2, 1, 0)
+        h = self.h0.view(1, -1, 1).expand(batch, self.hidden, width)
+        c = self.c0.view(1, -1, 1).expand(batch, self.hidden, width)
         rows = []
-        for r in range(height):
-            gates = gates_in[:, :, r] + self.state_to_state(h)
+        for row_gates in gates_in.unbind(2):
+            gates = row_gates + F.conv1d(h, kernel, padding=self.kernel_size // 2)
             h, c = lstm_update(gates, c, dim=1)
             rows.append(h)
-        return self.expand(torch.stack(rows, dim=2))
+        return torch.stack(rows, dim=2)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}, kernel_size={self.kernel_size}, fused={self.fused}"
