@@ -51,15 +51,28 @@ class RowLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, _ = x.shape
-        gates_in = self.input_to_state.forward_nhwc(x)  # (B, H, W, 4h)
         if not self.fused:
-            hidden = self.reference_recurrence(gates_in.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            gates_in = self.input_to_state.forward_nhwc(x).permute(0, 3, 1, 2)
+            hidden = self.reference_recurrence(gates_in).permute(0, 2, 3, 1)
             return self.expand.forward_nhwc(hidden)
+        cells = x.permute(1, 2, 0, 3).contiguous()  # (H, W, B, 2h): the scan's layout
+        gates_in = self._input_to_state_cells(cells).unsqueeze(3)  # (H, W, B, 1, 4h)
         offsets = tuple(range(-(self.kernel_size // 2), self.kernel_size // 2 + 1))
         plan = ScanPlan("rows", height, width, offsets)
-        cells = gates_in.permute(1, 2, 0, 3).unsqueeze(3)  # (H, W, B, 1, 4h)
-        hidden = lstm_scan(cells, self.state_to_state, self.h0, self.c0, plan).squeeze(3)
+        hidden = lstm_scan(gates_in, self.state_to_state, self.h0, self.c0, plan).squeeze(3)
         return self.expand.forward_nhwc(hidden).permute(2, 0, 1, 3)
+
+    def _input_to_state_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """The masked 1 x k convolution on a (H, W, B, 2h) map, as one matrix product.
+
+        Only the taps at and left of the centre can be non-zero (mask B), so the
+        input is the concatenation of the map shifted right by 0 .. k // 2 columns.
+        """
+        centre, width = self.kernel_size // 2, cells.shape[1]
+        padded = F.pad(cells, (0, 0, 0, 0, centre, 0))
+        taps = torch.cat([padded[:, k : k + width] for k in range(centre + 1)], dim=-1)
+        weight = self.input_to_state.masked_weight()[:, :, 0, : centre + 1]  # (4h, 2h, taps)
+        return F.linear(taps, weight.permute(0, 2, 1).flatten(1), self.input_to_state.bias)
 
     def reference_recurrence(self, gates_in: torch.Tensor) -> torch.Tensor:
         """The recurrence written plainly: (B, 4h, H, W) gates -> (B, h, H, W) states."""

@@ -1,0 +1,122 @@
+"""Training speed and memory of each architecture (issue: recurrent layers near the machine's limit).
+
+Prints, for each architecture at its binarized-MNIST configuration (28x28, binary,
+7 layers h=16; the PixelCNN at the common public configuration of 15 blocks,
+h=16, no skip connections) and at a CIFAR-sized one (32x32x3, 256 levels), the
+images per second of a full training step (forward, backward, RMSProp update),
+the peak memory, and the time of one epoch of 50,000 images.
+
+Each measurement runs in its own process so that the peak resident memory
+(CPU) or the peak allocated memory (CUDA) belongs to that configuration alone.
+
+    python benchmarks/training.py                   # everything, on CUDA if present
+    python benchmarks/training.py --device cpu --batch-sizes 64 --only diagonal_bilstm
+    python benchmarks/training.py --reference       # the plain autograd recurrences
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+import pixelrnn
+from pixelrnn.runtime import keep_freed_memory
+
+MNIST = {
+    "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32, skip=False),
+    "row_lstm": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
+    "diagonal_bilstm": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
+}
+
+
+def cifar_options(hidden: int, layers: int, head: int) -> dict:
+    return dict(channels=3, levels=256, hidden=hidden, layers=layers, head=head)
+
+
+def measure(arch: str, options: dict, size: int, batch: int, steps: int, device: str,
+            bf16: bool, reference: bool) -> dict:
+    torch.manual_seed(0)
+    model = pixelrnn.build_model(arch, **options).to(device).set_fused(not reference)
+    optimiser = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    x = torch.randint(0, options["levels"], (batch, options["channels"], size, size), device=device)
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            loss = -model.log_prob(x).mean()
+        loss.backward()
+        optimiser.step()
+
+    step()  # warm-up: first-touch allocations
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB -> MiB
+    return {"images_per_s": batch / seconds, "peak_mib": peak,
+            "params": pixelrnn.parameter_count(model)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    parser.add_argument("--only", nargs="+", choices=pixelrnn.ARCHITECTURES)
+    parser.add_argument("--cifar-hidden", type=int, default=32)
+    parser.add_argument("--cifar-layers", type=int, default=4)
+    parser.add_argument("--cifar-head", type=int, default=256)
+    parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--reference", action="store_true", help="plain autograd recurrences")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:  # one measurement, in this process
+        keep_freed_memory()
+        job = json.loads(args.worker)
+        print(json.dumps(measure(**job)))
+        return
+
+    archs = args.only or list(pixelrnn.ARCHITECTURES)
+    settings = [("mnist 28x28x1 L=2", 28, MNIST)]
+    if not args.skip_cifar:
+        cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
+        settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
+                         32, {a: cifar for a in archs}))
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"bf16={args.bf16} path={'reference' if args.reference else 'fused'}")
+    print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
+          f"{'peak MiB':>9} {'epoch (50k)':>12}")
+    for label, size, table in settings:
+        for arch in archs:
+            for batch in args.batch_sizes:
+                job = dict(arch=arch, options=table[arch], size=size, batch=batch,
+                           steps=args.steps, device=args.device, bf16=args.bf16,
+                           reference=args.reference)
+                out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
+                                     capture_output=True, text=True, check=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                epoch_min = 50_000 / result["images_per_s"] / 60
+                print(f"{label:42} {arch:16} {batch:>5} {result['params']:>9,} "
+                      f"{result['images_per_s']:>8.1f} {result['peak_mib']:>9.0f} "
+                      f"{epoch_min:>9.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
