@@ -1,15 +1,18 @@
-"""Command-line interface: ``pixelrnn COMMAND ...``."""
+"""Command-line interface: ``pixelrnn COMMAND ...`` (``pixelrnn COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from .configs import PAPER_CONFIGS, build_paper_model, parameter_count
+from .errors import PixelRNNError
 
 
 def _configs(args: argparse.Namespace) -> None:
     """Print the paper's configurations with their parameter counts."""
+    from .configs import PAPER_CONFIGS, build_paper_model, parameter_count
+
     header = f"{'name':40} {'model':16} {'h':>4} {'layers':>6} {'params':>11} {'effective':>11}  paper"
     print(header)
     print("-" * len(header))
@@ -24,13 +27,204 @@ def _configs(args: argparse.Namespace) -> None:
     print("\nparams: stored weights; effective: without the weights that masks hold at zero.")
 
 
+def _datasets(args: argparse.Namespace) -> None:
+    from .data import DATASETS
+
+    for info in DATASETS.values():
+        size = f"{info.size}x{info.size}" if info.size else "any size"
+        print(f"{info.name:16} {size:>9} x{info.channels}  {info.levels:>3} levels  "
+              f"splits: {', '.join(info.splits)}")
+        print(f"{'':16} {info.source}; licence: {info.licence}" + (f"; {info.note}" if info.note else ""))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .runtime import keep_freed_memory
+    from .training import TrainConfig, Trainer
+
+    keep_freed_memory()
+    config = TrainConfig(
+        model=args.model, dataset=args.dataset, out=args.out, data_dir=args.data_dir,
+        epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
+        lr=args.lr, lr_decay=args.lr_decay, clip=args.clip, hidden=args.hidden, layers=args.layers,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+        patience=args.patience, binarize=args.binarize, image_size=args.image_size,
+        channels=args.channels, limit=args.limit,
+    )
+    if not args.resume and args.epochs is None and args.steps is None:
+        config.epochs = 1
+    trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet)
+    print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
+          f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}", file=sys.stderr)
+    result = trainer.run()
+    if result:
+        print(f"step {result['step']}: validation NLL {result['valid_nll_nats']:.2f} nats "
+              f"({result['valid_bits_per_dim']:.4f} bits/dim); best "
+              f"{trainer.state['best_valid']:.2f} nats, saved in {trainer.out / 'best.safetensors'}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .checkpoints import load_model
+    from .data import binarize, dataset_info, load_dataset
+    from .evaluation import check_compatible, evaluate
+    from .training import EVAL_SEED
+
+    import torch
+
+    model = load_model(args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    info = dataset_info(args.dataset)
+    images = load_dataset(args.dataset, args.split, args.data_dir,
+                          image_size=args.image_size, channels=args.channels)
+    levels = info.levels
+    if args.binarize:
+        images, levels = binarize(images, torch.Generator().manual_seed(EVAL_SEED)), 2
+    check_compatible(model, images, levels, f"{args.dataset} {args.split}")
+    if args.limit:
+        images = images[: args.limit]
+    report = evaluate(model, images, batch_size=args.batch_size, progress=not args.json)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "dataset": args.dataset, "split": args.split,
+                          "binarized_on_the_fly": args.binarize, "checkpoint": str(args.checkpoint)}))
+    else:
+        print(f"{args.dataset} {args.split}: {report.images} images, NLL "
+              f"{report.nll_nats:.3f} ± {report.nll_nats_stderr:.3f} nats per image, "
+              f"{report.bits_per_dim:.4f} ± {report.bits_per_dim_stderr:.4f} bits/dim")
+
+
+def _device():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _save_values(values, path) -> str:
+    """The raw sampled values beside a PNG: same name, .npy."""
+    import numpy as np
+    from pathlib import Path
+
+    from .checkpoints import atomic_write
+
+    import io
+
+    target = Path(path).with_suffix(".npy")
+    buffer = io.BytesIO()
+    np.save(buffer, values.cpu().numpy().astype(np.uint8))
+    atomic_write(target, buffer.getvalue())
+    return str(target)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from .checkpoints import load_model
+    from .sampling import sample
+    from .visualize import image_grid, save_png
+
+    model = load_model(args.checkpoint, _device())
+    height, width = args.height or 28, args.width or args.height or 28
+    images = sample(model, args.n, height, width, seed=args.seed, method=args.method,
+                    temperature=args.temperature, progress=True)
+    columns = args.columns or max(1, int(round(args.n ** 0.5)))
+    save_png(image_grid(images, model.levels, columns), args.out, scale=args.scale)
+    print(f"{args.n} samples: {args.out} (values: {_save_values(images, args.out)})")
+
+
+def _complete(args: argparse.Namespace) -> None:
+    import torch
+
+    from .checkpoints import load_model
+    from .data import load_dataset
+    from .evaluation import check_compatible
+    from .sampling import complete
+    from .visualize import image_grid, save_png
+
+    model = load_model(args.checkpoint, _device())
+    images = load_dataset(args.dataset, args.split, args.data_dir,
+                          image_size=args.image_size, channels=args.channels)[: args.n].long()
+    from .data import dataset_info
+
+    check_compatible(model, images, dataset_info(args.dataset).levels, f"{args.dataset} {args.split}")
+    occluded = images.clone()
+    occluded[:, :, args.known_rows :] = -1  # drawn grey
+    rows = [images, occluded]
+    for k in range(args.samples):
+        seed = None if args.seed is None else args.seed + k
+        rows.append(complete(model, images, args.known_rows, seed=seed, method=args.method,
+                             progress=True).cpu())
+    # One row per image: original, occluded, then the completions (like the paper's Figure 1).
+    grid = torch.stack(rows, dim=1).flatten(0, 1)
+    save_png(image_grid(grid, model.levels, columns=len(rows)), args.out, scale=args.scale)
+    values = _save_values(torch.stack(rows[2:], dim=1), args.out)
+    print(f"{args.n} images x {args.samples} completions from the top {args.known_rows} rows: "
+          f"{args.out} (values: {values})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelrnn", description="PixelCNN, Row LSTM and Diagonal BiLSTM (PixelRNN, ICML 2016)"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    configs = commands.add_parser("configs", help="list the paper's configurations and their sizes")
-    configs.set_defaults(run=_configs)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("configs", help="the paper's models and their sizes").set_defaults(run=_configs)
+    commands.add_parser("datasets", help="the known datasets, sources, licences").set_defaults(run=_datasets)
+
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--dataset", required=True, help="see `pixelrnn datasets`")
+    data.add_argument("--data-dir", help="folder with the dataset's files (no download)")
+    data.add_argument("--binarize", action="store_true",
+                      help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
+                           "draw for evaluation; not the static binarized-MNIST benchmark)")
+    data.add_argument("--image-size", type=int, default=32, help="folder dataset: image size")
+    data.add_argument("--channels", type=int, default=3, help="folder dataset: 1 (grey) or 3 (RGB)")
+    data.add_argument("--limit", type=int, help="use only the first N images")
+
+    train = commands.add_parser("train", parents=[data], help="train a model")
+    train.add_argument("--model", required=True, help="pixelcnn, row_lstm or diagonal_bilstm")
+    train.add_argument("--out", required=True, help="run folder")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int)
+    budget.add_argument("--steps", type=int)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam"])
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch")
+    train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 for none")
+    train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
+    train.add_argument("--layers", type=int)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    train.add_argument("--eval-every", type=int, metavar="STEPS", help="default: every epoch")
+    train.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    train.add_argument("--force", action="store_true", help="start afresh in a non-empty --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", parents=[data], help="exact NLL of a dataset split")
+    evaluate.add_argument("--checkpoint", required=True, help="run folder or model file")
+    evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluate.set_defaults(run=_evaluate)
+
+    generation = argparse.ArgumentParser(add_help=False)
+    generation.add_argument("--checkpoint", required=True, help="run folder or model file")
+    generation.add_argument("--out", required=True, help="PNG grid; the values go beside it as .npy")
+    generation.add_argument("--seed", type=int)
+    generation.add_argument("--method", default="cached", choices=["cached", "naive"])
+    generation.add_argument("--scale", type=int, default=3, help="PNG pixels per image pixel")
+
+    sample = commands.add_parser("sample", parents=[generation], help="draw images from a model")
+    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--height", type=int, help="default 28")
+    sample.add_argument("--width", type=int, help="default: the height")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--columns", type=int)
+    sample.set_defaults(run=_sample)
+
+    complete = commands.add_parser("complete", parents=[generation, data],
+                                   help="complete the bottom of dataset images (Figure 1)")
+    complete.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    complete.add_argument("--known-rows", type=int, required=True)
+    complete.add_argument("--n", type=int, default=8, help="images")
+    complete.add_argument("--samples", type=int, default=4, help="completions per image")
+    complete.set_defaults(run=_complete)
     return parser
 
 
@@ -38,9 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except PixelRNNError as error:
+        print(f"pixelrnn: error: {error}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as error:
         print(f"pixelrnn: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pixelrnn: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

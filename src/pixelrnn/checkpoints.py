@@ -1,0 +1,155 @@
+"""Model and training checkpoints: safetensors files with JSON metadata, written atomically.
+
+Never pickle: a checkpoint holds tensors and JSON only, so loading one runs no code.
+
+* A model file (``best.safetensors``, or any ``*.safetensors`` made by
+  :func:`save_model`) holds the weights under ``model.*`` and the model's
+  configuration in the metadata.
+* A training checkpoint (``last.safetensors``) adds the optimizer state
+  (``optimizer.*``), the random generator states (``rng.*``) and the trainer's
+  progress (metadata ``trainer``), everything needed to resume exactly.
+
+Files are written to a temporary file in the same folder, flushed to disk and
+renamed over the old one: a process killed at any moment leaves either the old
+or the new checkpoint, never a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from .errors import PixelRNNError
+from .models import ModelConfig, PixelRNN
+
+FORMAT = "pixelrnn"
+VERSION = "1"
+BEST, LAST = "best.safetensors", "last.safetensors"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _metadata(model: PixelRNN, kind: str, extra: dict | None) -> dict[str, str]:
+    meta = {"format": FORMAT, "version": VERSION, "kind": kind,
+            "model_config": json.dumps(model.config.to_dict())}
+    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    return meta
+
+
+def _model_tensors(model: PixelRNN) -> dict[str, torch.Tensor]:
+    return {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_model(path: str | Path, model: PixelRNN, info: dict | None = None) -> None:
+    """Save a model's weights and configuration (and optional JSON ``info``) to ``path``."""
+    atomic_write(Path(path), save_safetensors(_model_tensors(model), _metadata(model, "model", {"info": info or {}})))
+
+
+def save_training_state(path: str | Path, model: PixelRNN, optimizer: torch.optim.Optimizer,
+                        rng: dict[str, torch.Tensor], trainer: dict) -> None:
+    """Save everything needed to resume training exactly."""
+    tensors = _model_tensors(model)
+    state = optimizer.state_dict()
+    scalars = {}
+    for index, entries in state["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    for name, value in rng.items():
+        tensors[f"rng.{name}"] = value
+    extra = {"trainer": trainer, "optimizer_groups": state["param_groups"], "optimizer_scalars": scalars}
+    atomic_write(Path(path), save_safetensors(tensors, _metadata(model, "training", extra)))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and decoded metadata of a pixelrnn safetensors file; clear errors otherwise."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise PixelRNNError(f"{path}: cannot read the checkpoint ({error.strerror})") from None
+    try:
+        tensors = load_safetensors(data)
+        header_size = int.from_bytes(data[:8], "little")
+        raw_meta = json.loads(data[8 : 8 + header_size]).get("__metadata__", {})
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+        raise PixelRNNError(f"{path}: not a readable safetensors file, corrupt or truncated ({error})") from None
+    if raw_meta.get("format") != FORMAT:
+        raise PixelRNNError(f"{path}: not a pixelrnn checkpoint (no pixelrnn metadata)")
+    try:
+        meta = {k: v if k in ("format", "version", "kind") else json.loads(v) for k, v in raw_meta.items()}
+    except ValueError:
+        raise PixelRNNError(f"{path}: corrupt checkpoint metadata") from None
+    return tensors, meta
+
+
+def model_from_checkpoint(path: str | Path, tensors: dict, meta: dict) -> PixelRNN:
+    """Build the model described by a checkpoint's metadata and load its weights."""
+    try:
+        config = ModelConfig(**meta["model_config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise PixelRNNError(f"{path}: bad model configuration in the checkpoint ({error})") from None
+    model = PixelRNN(config)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    expected = model.state_dict()
+    if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
+        raise PixelRNNError(f"{path}: the weights do not match the model configuration they came with")
+    model.load_state_dict(weights)
+    return model
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A run folder means its best model (its last checkpoint if no evaluation ran yet)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path / name
+        raise PixelRNNError(f"{path}: no {BEST} or {LAST} in this folder")
+    if not path.exists():
+        raise PixelRNNError(f"{path}: no such checkpoint")
+    return path
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> PixelRNN:
+    """Load a model from a model file, a training checkpoint, or a run folder (its best model)."""
+    path = resolve_model_path(path)
+    tensors, meta = read_checkpoint(path)
+    return model_from_checkpoint(path, tensors, meta).to(map_location).eval()
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in meta.get("optimizer_scalars", {}).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})

@@ -1,0 +1,264 @@
+"""The dataset registry: each dataset knows its splits, channels, levels, files and sources.
+
+``load_dataset(name, split)`` returns a split's images as a uint8 tensor (N, C, H, W)
+with values in [0, levels).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import PixelRNNError
+from .download import RemoteFile, locate
+from .formats import read_amat, read_cifar_batch, read_idx, read_png_tar
+from .images import read_folder
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    channels: int
+    levels: int
+    size: int | None  # None: set by the user (the folder dataset)
+    splits: tuple[str, ...]
+    source: str
+    licence: str
+    note: str = ""
+    loader: Callable = field(repr=False, default=None)
+
+    @property
+    def dims(self) -> int | None:
+        return None if self.size is None else self.channels * self.size * self.size
+
+
+# --- binarized MNIST ------------------------------------------------------------------
+
+_BMNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+# MD5 of the uncompressed files as published (train and valid checked against our copies;
+# the test file's is not known to us, so it is checked by its format and size only).
+_BMNIST_MD5 = {
+    "train": "db28b1a6ae0fe70cbd3da91acf46e477",
+    "valid": "bf37822a04e94123630de6a7dfd9c9ef",
+    "test": None,
+}
+_BMNIST_COUNT = {"train": 50_000, "valid": 10_000, "test": 10_000}
+
+
+def _binarized_mnist(split: str, data_dir) -> np.ndarray:
+    name = f"binarized_mnist_{split}.amat"
+    file = RemoteFile(name, _BMNIST_URL + name, _BMNIST_MD5[split], alternatives=(name + ".gz",))
+    (path,) = locate("binarized-mnist", [file], data_dir)
+    images = read_amat(path)
+    if len(images) != _BMNIST_COUNT[split]:
+        raise PixelRNNError(
+            f"{path}: {len(images)} images, expected {_BMNIST_COUNT[split]} (truncated file?)"
+        )
+    return images.reshape(-1, 1, 28, 28)
+
+
+# --- MNIST and Fashion-MNIST (IDX) -----------------------------------------------------
+
+_IDX_FILES = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        {"train": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+         "test": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3")},
+    ),
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        {"train": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+         "test": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79")},
+    ),
+}
+_IDX_SEARCH = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+MNIST_VALID = 10_000  # the last 10,000 training images form the validation split
+
+
+def _idx_dataset(name: str) -> Callable:
+    def load(split: str, data_dir) -> np.ndarray:
+        base, files = _IDX_FILES[name]
+        file_name, md5 = files["test" if split == "test" else "train"]
+        file = RemoteFile(file_name, base + file_name, md5, alternatives=(file_name[:-3],))
+        (path,) = locate(name, [file], data_dir, _IDX_SEARCH.get(name, ()))
+        images = read_idx(path, expected_dims=3)
+        if images.shape[1:] != (28, 28):
+            raise PixelRNNError(f"{path}: images of {images.shape[1:]}, expected (28, 28)")
+        if split == "train":
+            images = images[:-MNIST_VALID]
+        elif split == "valid":
+            images = images[-MNIST_VALID:]
+        return images[:, None]
+
+    return load
+
+
+# --- CIFAR-10 (python version) ---------------------------------------------------------
+
+_CIFAR_ARCHIVE = RemoteFile(
+    "cifar-10-python.tar.gz",
+    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "c58f30108f718f92721af3b95e74349a",
+)
+CIFAR_VALID = 5_000  # the last 5,000 images of data_batch_5 form the validation split
+
+
+def _cifar_batches(split: str) -> list[str]:
+    if split == "test":
+        return ["test_batch"]
+    return [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def _cifar10(split: str, data_dir) -> np.ndarray:
+    names = _cifar_batches(split)
+    folder = Path(data_dir) / "cifar-10-batches-py" if data_dir is not None else None
+    if folder is not None and folder.is_dir():
+        batches = []
+        for n in names:
+            if not (folder / n).is_file():
+                raise PixelRNNError(f"cifar10: {n} not found in {folder}")
+            batches.append(read_cifar_batch(str(folder / n), (folder / n).read_bytes()))
+    else:
+        (archive,) = locate("cifar10", [_CIFAR_ARCHIVE], data_dir)
+        batches = _read_cifar_archive(archive, names)
+    images = np.concatenate(batches)
+    if split == "train":
+        return images[:-CIFAR_VALID]
+    if split == "valid":
+        return images[-CIFAR_VALID:]
+    return images
+
+
+def _read_cifar_archive(archive: Path, names: list[str]) -> list[np.ndarray]:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            out = []
+            for n in names:
+                try:
+                    member = tar.extractfile(f"cifar-10-batches-py/{n}")
+                except KeyError:
+                    raise PixelRNNError(f"{archive}: no cifar-10-batches-py/{n} in the archive") from None
+                out.append(read_cifar_batch(f"{archive}:{n}", member.read()))
+            return out
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise PixelRNNError(f"{archive}: cannot read the archive ({error})") from None
+
+
+# --- downsampled ImageNet ---------------------------------------------------------------
+
+
+def _imagenet(size: int) -> Callable:
+    def load(split: str, data_dir) -> np.ndarray:
+        name = f"{split}_{size}x{size}.tar"
+        file = RemoteFile(name, f"https://image-net.org/small/{name}")
+        (path,) = locate(f"imagenet{size}", [file], data_dir)
+        return read_png_tar(path, size)
+
+    return load
+
+
+# --- the embedded digits -----------------------------------------------------------------
+
+
+def _digits(split: str, data_dir) -> np.ndarray:
+    with resources.files("pixelrnn.data").joinpath("digits.npz").open("rb") as f:
+        packed = np.load(f)[split]
+    return np.unpackbits(packed, axis=1)[:, :784].reshape(-1, 1, 28, 28)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in [
+        DatasetInfo(
+            "digits", 1, 2, 28, SPLITS,
+            "3,000 MNIST digits shipped with the package (train 2,000 / valid 500 / test 500), "
+            "binarized once with a fixed seed",
+            "CC BY-SA 3.0 (MNIST, Y. LeCun and C. Cortes)", loader=_digits,
+        ),
+        DatasetInfo(
+            "binarized-mnist", 1, 2, 28, SPLITS,
+            "Salakhutdinov & Murray (2008) fixed binarization of MNIST, binarized_mnist_*.amat",
+            "CC BY-SA 3.0 (MNIST)", "50,000 / 10,000 / 10,000 images", loader=_binarized_mnist,
+        ),
+        DatasetInfo(
+            "mnist", 1, 256, 28, SPLITS, "MNIST, official IDX files (LeCun, Cortes, Burges)",
+            "CC BY-SA 3.0", "valid = the last 10,000 training images", loader=_idx_dataset("mnist"),
+        ),
+        DatasetInfo(
+            "fashion-mnist", 1, 256, 28, SPLITS, "Fashion-MNIST, official IDX files (Zalando Research)",
+            "MIT", "valid = the last 10,000 training images; Debian's dataset-fashion-mnist is found",
+            loader=_idx_dataset("fashion-mnist"),
+        ),
+        DatasetInfo(
+            "cifar10", 3, 256, 32, SPLITS, "CIFAR-10, python version (Krizhevsky 2009)",
+            "free for research use, see the CIFAR page",
+            "valid = the last 5,000 images of data_batch_5; train = the other 45,000",
+            loader=_cifar10,
+        ),
+        DatasetInfo(
+            "imagenet32", 3, 256, 32, ("train", "valid"),
+            "downsampled ImageNet 32x32 (van den Oord et al. 2016), tar archives of PNGs; "
+            "no public test split, the paper reports valid",
+            "ImageNet terms of access", loader=_imagenet(32),
+        ),
+        DatasetInfo(
+            "imagenet64", 3, 256, 64, ("train", "valid"),
+            "downsampled ImageNet 64x64 (van den Oord et al. 2016), tar archives of PNGs",
+            "ImageNet terms of access", loader=_imagenet(64),
+        ),
+        DatasetInfo(
+            "folder", 3, 256, None, SPLITS,
+            "your own PNG / JPEG images: DIR/train, DIR/valid, DIR/test (or DIR alone: every split)",
+            "yours",
+        ),
+    ]
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise PixelRNNError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    *,
+    image_size: int = 32,
+    channels: int = 3,
+) -> torch.Tensor:
+    """A split's images as a uint8 tensor (N, C, H, W) with values in [0, levels).
+
+    ``data_dir``: a folder that holds the dataset's files (never downloads then);
+    without it the files come from the cache or are downloaded. ``image_size`` and
+    ``channels`` apply to the folder dataset only.
+    """
+    info = dataset_info(name)
+    if split not in info.splits:
+        raise PixelRNNError(f"{name} has no split {split!r}; its splits: {', '.join(info.splits)}")
+    if name == "folder":
+        if data_dir is None:
+            raise PixelRNNError("the folder dataset needs --data-dir DIR (your images)")
+        if channels not in (1, 3):
+            raise PixelRNNError(f"channels must be 1 or 3, got {channels}")
+        root = Path(data_dir)
+        folder = root / split if (root / split).is_dir() else root
+        images = read_folder(folder, channels, image_size)
+    else:
+        images = info.loader(split, data_dir)
+    return torch.from_numpy(np.require(images, requirements=["C", "W"]))
+
+
+def binarize(grey: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Dynamic binarization: Bernoulli(pixel / 255) draws, (N, 1, H, W) uint8 -> {0, 1} uint8."""
+    return torch.bernoulli(grey.float() / 255.0, generator=generator).to(torch.uint8)

@@ -1,0 +1,278 @@
+"""Training with exact validation NLL, best-model selection and exactly resumable checkpoints.
+
+A run folder holds:
+
+* ``run.json``: the training configuration (human-readable);
+* ``last.safetensors``: the latest training checkpoint (weights, optimizer,
+  random generator states, progress), written every ``checkpoint_every`` steps
+  and after every evaluation;
+* ``best.safetensors``: the model with the lowest validation NLL so far;
+* ``metrics.jsonl``: one JSON object per evaluation; ``curves.png``: its plot.
+
+Resuming reloads ``last.safetensors``; the data order of epoch e is a
+permutation drawn from a generator seeded with (seed, e), and the dynamic
+binarization generator's state is saved, so on CPU a resumed run ends with
+bit-identical weights to a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoints as ckpt
+from .configs import PAPER_CONFIGS
+from .data import binarize, dataset_info, load_dataset
+from .distributions import bits_per_dim
+from .errors import PixelRNNError
+from .evaluation import check_compatible, evaluate
+from .models import ARCHITECTURES, PixelRNN, build_model
+from .visualize import plot_curves
+
+# The binarized-MNIST paper configurations also serve the other 28x28 binary datasets.
+_PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mnist",
+                  "mnist": "binarized-mnist", "fashion-mnist": "binarized-mnist"}
+EVAL_SEED = 1234  # the fixed binarization draw of the evaluation splits
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved to run.json and in every checkpoint)."""
+
+    model: str
+    dataset: str
+    out: str
+    data_dir: str | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int = 16
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
+    clip: float = 1.0  # gradient norm clipping (0: off)
+    hidden: int | None = None
+    layers: int | None = None
+    seed: int = 0
+    checkpoint_every: int = 500
+    eval_every: int | None = None  # steps; None: once per epoch
+    patience: int | None = None  # evaluations without improvement before stopping
+    binarize: bool = False
+    image_size: int = 32
+    channels: int = 3
+    limit: int | None = None  # use only the first N training images
+
+    def model_options(self, channels: int, levels: int) -> dict:
+        """The paper's configuration for this data where there is one, with overrides."""
+        if self.model not in ARCHITECTURES:
+            raise PixelRNNError(f"unknown model {self.model!r}; known models: {', '.join(ARCHITECTURES)}")
+        paper = next((c for c in PAPER_CONFIGS.values()
+                      if c.architecture == self.model and c.dataset == _PAPER_DATASET.get(self.dataset, self.dataset)
+                      and c.model["layers"] > 1), None)
+        options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
+        options.update(channels=channels, levels=levels)
+        options.update({k: v for k, v in (("hidden", self.hidden), ("layers", self.layers)) if v is not None})
+        return options
+
+
+class Trainer:
+    """Runs one training run; ``Trainer(config).run()``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
+                 progress: bool = True) -> None:
+        self.out, self.progress = Path(config.out), progress
+        last = self.out / ckpt.LAST
+        if resume:  # the run's own configuration, with a new step or epoch budget if given
+            if not last.is_file():
+                raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
+            saved = TrainConfig(**ckpt.read_checkpoint(last)[1]["trainer"]["config"])
+            if config.epochs is not None or config.steps is not None:
+                saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
+            config = dataclasses.replace(saved, out=str(self.out))
+        self.config = config
+        if config.optimizer not in ("rmsprop", "adam"):
+            raise PixelRNNError(f"unknown optimizer {config.optimizer!r}; known: rmsprop, adam")
+        if (config.epochs is None) == (config.steps is None):
+            raise PixelRNNError("give exactly one of --epochs and --steps")
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._load_data()
+        if resume:
+            self._restore(last)
+        else:
+            if self.out.exists() and any(self.out.iterdir()) and not force:
+                raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stale in (ckpt.LAST, ckpt.BEST, "metrics.jsonl", "curves.png"):
+                (self.out / stale).unlink(missing_ok=True)
+            torch.manual_seed(config.seed)
+            self.model = build_model(config.model, **config.model_options(self.channels, self.levels))
+            self.model.to(self.device)
+            self.optimizer = self._make_optimizer()
+            self.data_rng = torch.Generator().manual_seed(config.seed + 1)
+            self.state = {"step": 0, "epoch": 0, "position": 0, "best_valid": None,
+                          "evals_without_gain": 0, "train_sum": 0.0, "train_count": 0}
+            ckpt.atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(config), indent=2).encode())
+        check_compatible(self.model, self.train_images, self.levels, f"dataset {config.dataset}")
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def _load_data(self) -> None:
+        cfg = self.config
+        info = dataset_info(cfg.dataset)
+        options = dict(image_size=cfg.image_size, channels=cfg.channels)
+        train = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
+        valid = load_dataset(cfg.dataset, "valid", cfg.data_dir, **options)
+        if cfg.limit:
+            train = train[: cfg.limit]
+        self.channels = train.shape[1]
+        self.dims = train.shape[1] * train.shape[2] * train.shape[3]
+        self.levels = info.levels
+        if cfg.binarize:
+            if info.levels != 256 or self.channels != 1:
+                raise PixelRNNError(f"--binarize needs a grey 256-level dataset, not {cfg.dataset}")
+            self.levels = 2
+            valid = binarize(valid, torch.Generator().manual_seed(EVAL_SEED))
+        self.train_images, self.valid_images = train, valid
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.parameters()
+        if self.config.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.config.lr)
+        return torch.optim.RMSprop(params, lr=self.config.lr)
+
+    def _restore(self, path: Path) -> None:
+        tensors, meta = ckpt.read_checkpoint(path)
+        if meta.get("kind") != "training":
+            raise PixelRNNError(f"{path}: a model file, not a training checkpoint")
+        self.model = ckpt.model_from_checkpoint(path, tensors, meta).to(self.device)
+        self.optimizer = self._make_optimizer()
+        ckpt.load_optimizer_state(self.optimizer, tensors, meta)
+        self.data_rng = torch.Generator()
+        self.data_rng.set_state(tensors["rng.data"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.state = meta["trainer"]
+        self._truncate_metrics(self.state["step"])
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop evaluations logged after the checkpoint we resume from."""
+        path = self.out / "metrics.jsonl"
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            ckpt.atomic_write(path, "".join(line + "\n" for line in kept).encode())
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def total_steps(self) -> int:
+        per_epoch = -(-len(self.train_images) // self.config.batch_size)
+        return self.config.steps if self.config.steps is not None else self.config.epochs * per_epoch
+
+    def run(self) -> dict:
+        """Train until the step or epoch budget (or early stopping); returns the last evaluation."""
+        from tqdm import tqdm
+
+        cfg, state = self.config, self.state
+        total, n = self.total_steps(), len(self.train_images)
+        bar = tqdm(total=total, initial=state["step"], disable=not self.progress, unit="step",
+                   dynamic_ncols=True)
+        last_eval: dict = {}
+        started, images_seen = time.perf_counter(), 0
+        kill_at = int(os.environ.get("_PIXELRNN_TEST_SIGKILL_AT_STEP", "0"))
+        while state["step"] < total and not self._stopped():
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
+            while state["position"] < n and state["step"] < total:
+                batch = self._batch(order[state["position"] : state["position"] + cfg.batch_size])
+                loss = self._step(batch, state["epoch"])
+                state["position"] += len(batch)
+                state["step"] += 1
+                state["train_sum"] += loss * len(batch)
+                state["train_count"] += len(batch)
+                images_seen += len(batch)
+                rate = images_seen / (time.perf_counter() - started)
+                bar.update(1)
+                bar.set_postfix(epoch=state["epoch"], nats=f"{loss:.2f}",
+                                bpd=f"{bits_per_dim(loss, self.dims):.4f}", img_s=f"{rate:.0f}")
+                if kill_at and state["step"] == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)  # tests: a crash between checkpoints
+                epoch_done = state["position"] >= n
+                if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
+                    not cfg.eval_every and epoch_done) or state["step"] == total:
+                    last_eval = self._evaluate()
+                    self._checkpoint()
+                    if self._stopped():
+                        break
+                elif state["step"] % cfg.checkpoint_every == 0:
+                    self._checkpoint()
+            if state["position"] >= n:
+                state["epoch"] += 1
+                state["position"] = 0
+        bar.close()
+        self._checkpoint()
+        return last_eval
+
+    def _stopped(self) -> bool:
+        patience = self.config.patience
+        return patience is not None and self.state["evals_without_gain"] >= patience
+
+    def _batch(self, indices: torch.Tensor) -> torch.Tensor:
+        images = self.train_images[indices]
+        if self.config.binarize:
+            images = binarize(images, self.data_rng)
+        return images.to(self.device, dtype=torch.long)
+
+    def _step(self, batch: torch.Tensor, epoch: int) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * self.config.lr_decay ** epoch
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = -self.model.log_prob(batch).mean()
+        loss.backward()
+        if self.config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.optimizer.step()
+        value = loss.item()
+        if not torch.isfinite(torch.tensor(value)):
+            raise PixelRNNError(f"the training loss became {value} at step {self.state['step']}; "
+                                "lower --lr or keep --clip on")
+        return value
+
+    def _evaluate(self) -> dict:
+        state = self.state
+        report = evaluate(self.model, self.valid_images, batch_size=max(64, self.config.batch_size))
+        train_nats = state["train_sum"] / max(1, state["train_count"])
+        record = {
+            "step": state["step"], "epoch": state["epoch"] + state["position"] / len(self.train_images),
+            "train_nll_nats": train_nats, "train_bits_per_dim": bits_per_dim(train_nats, self.dims),
+            "valid_nll_nats": report.nll_nats, "valid_nll_nats_stderr": report.nll_nats_stderr,
+            "valid_bits_per_dim": report.bits_per_dim, "time": time.time(),
+        }
+        state["train_sum"], state["train_count"] = 0.0, 0
+        if state["best_valid"] is None or report.nll_nats < state["best_valid"]:
+            state["best_valid"] = report.nll_nats
+            state["evals_without_gain"] = 0
+            ckpt.save_model(self.out / ckpt.BEST, self.model, info={
+                "dataset": self.config.dataset, "binarize": self.config.binarize, "step": state["step"],
+                "valid_nll_nats": report.nll_nats, "valid_bits_per_dim": report.bits_per_dim})
+        else:
+            state["evals_without_gain"] += 1
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        records = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
+        plot_curves(records, self.out / "curves.png", "nats" if self.levels == 2 else "bits/dim")
+        return record
+
+    def _checkpoint(self) -> None:
+        rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
+        trainer = dict(self.state, config=dataclasses.asdict(self.config))
+        ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer)
+
+
+def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> PixelRNN:
+    """Run (or resume) a training run; returns the final model."""
+    trainer = Trainer(config, resume=resume, force=force, progress=progress)
+    trainer.run()
+    return trainer.model

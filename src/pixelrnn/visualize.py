@@ -1,0 +1,65 @@
+"""Pictures: training curves and image grids (PNG)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import atomic_write
+
+
+def plot_curves(records: list[dict], path: str | Path, unit: str) -> None:
+    """Training and validation NLL against the step, from metrics.jsonl records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = "bits_per_dim" if unit == "bits/dim" else "nll_nats"
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(steps, [r[f"train_{key}"] for r in records], "o-", label="train (running mean)")
+    ax.plot(steps, [r[f"valid_{key}"] for r in records], "s-", label="validation (exact)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"NLL ({unit})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write(Path(path), buffer.getvalue())
+
+
+def image_grid(images: torch.Tensor, levels: int, columns: int, padding: int = 2) -> np.ndarray:
+    """(N, C, H, W) values in [0, levels) -> one (rows*H', columns*W', 3) uint8 picture.
+
+    Negative values (e.g. occluded pixels) are drawn mid-grey.
+    """
+    images = images.detach().cpu().long()
+    n, c, h, w = images.shape
+    pixels = (images.float() * (255.0 / (levels - 1))).round().clamp(0, 255).to(torch.uint8)
+    pixels[images < 0] = 128
+    if c == 1:
+        pixels = pixels.expand(n, 3, h, w)
+    rows = max(1, -(-n // columns))
+    grid = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, 3), 128, np.uint8)
+    for index in range(n):
+        r, col = divmod(index, columns)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top : top + h, left : left + w] = pixels[index].permute(1, 2, 0).numpy()
+    return grid
+
+
+def save_png(picture: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    """Save an (H, W, 3) uint8 picture, each pixel repeated ``scale`` times."""
+    from PIL import Image
+
+    if scale > 1:
+        picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    atomic_write(Path(path), buffer.getvalue())

@@ -1,0 +1,125 @@
+"""Samplers follow the model's own distribution; cached and naive agree; completion keeps rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import ARCHITECTURES, all_images, tiny_model
+
+import pixelrnn
+from pixelrnn.errors import PixelRNNError
+from pixelrnn.incremental import IncrementalPixelRNN
+
+CASES = [(arch, 1, 2, 2, 2) for arch in ARCHITECTURES] + [
+    ("pixelcnn", 3, 2, 1, 2), ("row_lstm", 1, 3, 1, 3), ("diagonal_bilstm", 3, 2, 2, 1),
+]
+
+
+def fitted_model(arch, channels, levels, height, width):
+    """A tiny model fitted to a strongly correlated distribution: images that are all
+    one value (most of the mass) or random."""
+    model = tiny_model(arch, channels, levels, hidden=6, layers=1, head=12).float().train()
+    generator = torch.Generator().manual_seed(0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(120):
+        constant = torch.randint(0, levels, (64, 1, 1, 1), generator=generator)
+        noise = torch.randint(0, levels, (64, channels, height, width), generator=generator)
+        keep = torch.rand(64, 1, 1, 1, generator=generator) < 0.8
+        x = torch.where(keep, constant.expand_as(noise), noise)
+        optimiser.zero_grad()
+        (-model.log_prob(x).mean()).backward()
+        optimiser.step()
+    return model.eval()
+
+
+def chi_square_p_value(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's test, pooling outcomes expected fewer than 5 times into one cell."""
+    expected = probs * counts.sum()
+    small = expected < 5
+    obs = torch.cat([counts[~small], counts[small].sum().view(1)])
+    exp = torch.cat([expected[~small], expected[small].sum().view(1)])
+    keep = exp > 0
+    stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
+    dof = int(keep.sum()) - 1
+    return torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64), stat.double() / 2).item()
+
+
+@pytest.mark.parametrize("method", ["cached", "naive"])
+@pytest.mark.parametrize("arch,channels,levels,height,width", CASES)
+def test_sample_frequencies_match_the_model(arch, channels, levels, height, width, method):
+    model = fitted_model(arch, channels, levels, height, width)
+    images = all_images(channels, height, width, levels)
+    with torch.no_grad():
+        probs = model.log_prob(images).double().exp()
+    assert probs.max() > 4 / len(images)  # the fitted distribution is far from uniform
+    n = 3000
+    samples = pixelrnn.sample(model, n, height, width, seed=1, method=method)
+    index = (samples.flatten(1) * (levels ** torch.arange(samples[0].numel() - 1, -1, -1))).sum(1)
+    counts = torch.bincount(index, minlength=len(images)).double()
+    assert chi_square_p_value(counts, probs) > 1e-3
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("channels,levels", [(1, 2), (3, 8)])
+def test_cached_and_naive_draw_the_same_images(arch, channels, levels):
+    model = tiny_model(arch, channels, levels).float()
+    cached = pixelrnn.sample(model, 40, 5, 6, seed=7, method="cached")
+    naive = pixelrnn.sample(model, 40, 5, 6, seed=7, method="naive")
+    differing = (cached != naive).flatten(1).any(1).float().mean().item()
+    assert differing <= 0.01
+    assert not torch.equal(cached, pixelrnn.sample(model, 40, 5, 6, seed=8, method="cached"))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_cached_logits_equal_the_full_model(arch):
+    model = tiny_model(arch, 3, 5)
+    x = torch.randint(0, 5, (2, 3, 4, 6))
+    full = model(x)
+    cache = IncrementalPixelRNN(model, 2, 4, 6)
+    for i in range(4):
+        for j in range(6):
+            for c in range(3):
+                torch.testing.assert_close(cache.logits(i, j)[:, c], full[:, c, :, i, j], rtol=0, atol=1e-12)
+                cache.set_value(i, j, c, x[:, c, i, j])
+        cache.finish_row(i)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("method", ["cached", "naive"])
+def test_completion_keeps_the_known_rows(arch, method):
+    model = tiny_model(arch, 1, 4).float()
+    images = torch.randint(0, 4, (5, 1, 6, 5))
+    filled = pixelrnn.complete(model, images, 3, seed=0, method=method)
+    assert torch.equal(filled[:, :, :3], images[:, :, :3])
+    assert filled.shape == images.shape and int(filled.max()) < 4
+    assert not torch.equal(filled[:, :, 3:], images[:, :, 3:])
+
+
+def test_completion_is_conditioned_on_the_known_rows():
+    """Completing with all rows known but the last reproduces the model's conditional."""
+    model = fitted_model("diagonal_bilstm", 1, 2, 2, 2)
+    top = torch.tensor([[[[1, 1], [0, 0]]]])
+    filled = pixelrnn.complete(model, top.expand(3000, 1, 2, 2), 1, seed=3)
+    candidates = torch.tensor([[[[1, 1], [a, b]]] for a in (0, 1) for b in (0, 1)])
+    with torch.no_grad():
+        probs = model.log_prob(candidates).double().exp()
+    probs = probs / probs.sum()
+    index = filled[:, 0, 1, 0] * 2 + filled[:, 0, 1, 1]
+    assert chi_square_p_value(torch.bincount(index, minlength=4).double(), probs) > 1e-3
+
+
+def test_temperature_sharpens():
+    model = fitted_model("pixelcnn", 1, 2, 2, 2)
+    cold = pixelrnn.sample(model, 500, 2, 2, seed=0, temperature=0.05)
+    constant = (cold.flatten(1) == cold.flatten(1)[:, :1]).all(1).float().mean()
+    assert constant > 0.95
+
+
+def test_bad_arguments():
+    model = tiny_model("pixelcnn", 1, 2)
+    with pytest.raises(PixelRNNError, match="unknown sampling method"):
+        pixelrnn.sample(model, 1, 2, 2, method="fast")
+    with pytest.raises(PixelRNNError, match="temperature must be positive"):
+        pixelrnn.sample(model, 1, 2, 2, temperature=0)
+    with pytest.raises(PixelRNNError, match="known_rows must be in 0..4"):
+        pixelrnn.complete(model, torch.zeros(1, 1, 4, 4, dtype=torch.long), 5)

@@ -1,0 +1,87 @@
+"""Training: exact resume after SIGKILL, refusing to overwrite runs, evaluation output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pixelrnn import checkpoints as ckpt
+
+TRAIN = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4",
+         "--layers", "1", "--batch-size", "8", "--steps", "20", "--checkpoint-every", "3",
+         "--eval-every", "5", "--seed", "3", "--quiet"]
+
+
+def pixelrnn_cli(*args, env=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pixelrnn", *args], capture_output=True, text=True, env=env)
+
+
+def weights(run_dir):
+    return {k: v for k, v in load_file(run_dir / ckpt.LAST).items() if not k.startswith("rng.")}
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert pixelrnn_cli(*TRAIN, "--out", str(straight)).returncode == 0
+    crashed = pixelrnn_cli(*TRAIN, "--out", str(killed), env={"_PIXELRNN_TEST_SIGKILL_AT_STEP": "13"})
+    assert crashed.returncode == -signal.SIGKILL
+    _, meta = ckpt.read_checkpoint(killed / ckpt.LAST)
+    assert meta["trainer"]["step"] == 12  # the last checkpoint before the kill
+    resumed = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(killed),
+                           "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(straight), weights(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "exists and is not empty; pass --resume or --force" in result.stderr
+    assert pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--force").returncode == 0
+
+
+def test_training_writes_metrics_curves_and_best_model(tmp_path):
+    run = tmp_path / "run"
+    assert pixelrnn_cli(*TRAIN, "--out", str(run)).returncode == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "train_nll_nats", "valid_nll_nats", "valid_bits_per_dim"} <= records[0].keys()
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    best = min(r["valid_nll_nats"] for r in records)
+    out = pixelrnn_cli("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "valid", "--json")
+    report = json.loads(out.stdout)
+    assert report["images"] == 500 and report["dataset"] == "digits" and report["split"] == "valid"
+    assert report["nll_nats"] == pytest.approx(best, rel=1e-5)
+    assert report["bits_per_dim"] == pytest.approx(best / (784 * 0.6931471805599453), rel=1e-5)
+
+
+def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
+    """Training on grey images with fresh Bernoulli draws: the draw generator is checkpointed."""
+    from pixelrnn.training import TrainConfig, Trainer
+
+    grey = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8)
+    monkeypatch.setattr("pixelrnn.training.load_dataset", lambda *a, **k: grey)
+    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    config = dict(model="pixelcnn", dataset="mnist", binarize=True, hidden=4, layers=1, batch_size=8,
+                  checkpoint_every=2, eval_every=100)
+    straight = Trainer(TrainConfig(out=str(tmp_path / "a"), steps=9, **config), progress=False)
+    straight.run()
+    first = Trainer(TrainConfig(out=str(tmp_path / "b"), steps=4, **config), progress=False)
+    first.run()
+    second = Trainer(TrainConfig(out=str(tmp_path / "b"), steps=9, **config), resume=True, progress=False)
+    second.run()
+    for p, q in zip(straight.model.parameters(), second.model.parameters()):
+        assert torch.equal(p, q)
