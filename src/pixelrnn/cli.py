@@ -63,14 +63,14 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    import torch
+
     from .checkpoints import load_model
     from .data import binarize, dataset_info, load_dataset
     from .evaluation import check_compatible, evaluate
     from .training import EVAL_SEED
 
-    import torch
-
-    model = load_model(args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.checkpoint, _device())
     info = dataset_info(args.dataset)
     images = load_dataset(args.dataset, args.split, args.data_dir,
                           image_size=args.image_size, channels=args.channels)
@@ -98,12 +98,12 @@ def _device():
 
 def _save_values(values, path) -> str:
     """The raw sampled values beside a PNG: same name, .npy."""
-    import numpy as np
+    import io
     from pathlib import Path
 
-    from .checkpoints import atomic_write
+    import numpy as np
 
-    import io
+    from .checkpoints import atomic_write
 
     target = Path(path).with_suffix(".npy")
     buffer = io.BytesIO()
@@ -130,7 +130,7 @@ def _complete(args: argparse.Namespace) -> None:
     import torch
 
     from .checkpoints import load_model
-    from .data import load_dataset
+    from .data import dataset_info, load_dataset
     from .evaluation import check_compatible
     from .sampling import complete
     from .visualize import image_grid, save_png
@@ -138,8 +138,6 @@ def _complete(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint, _device())
     images = load_dataset(args.dataset, args.split, args.data_dir,
                           image_size=args.image_size, channels=args.channels)[: args.n].long()
-    from .data import dataset_info
-
     check_compatible(model, images, dataset_info(args.dataset).levels, f"{args.dataset} {args.split}")
     occluded = images.clone()
     occluded[:, :, args.known_rows :] = -1  # drawn grey
@@ -156,6 +154,25 @@ def _complete(args: argparse.Namespace) -> None:
           f"{args.out} (values: {values})")
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    figures = run_demo(args.out, args.checkpoint, args.seed)
+    print(f"exact NLL of the {figures['images']} embedded test digits: "
+          f"{figures['digits_test_nll_nats']:.2f} ± {figures['digits_test_nll_nats_stderr']:.2f} nats "
+          f"({figures['digits_test_bits_per_dim']:.4f} bits/dim), {figures['architecture']} "
+          f"from {figures['checkpoint']}")
+    for name in ("samples.png", "completions.png", "report.md", "report.html"):
+        print(f"  {args.out}/{name}")
+    print(f"done in {figures['seconds']} s")
+
+
+def _card(args: argparse.Namespace) -> None:
+    from .cards import write_card
+
+    print(write_card(args.run_dir, args.hardware))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelrnn", description="PixelCNN, Row LSTM and Diagonal BiLSTM (PixelRNN, ICML 2016)"
@@ -163,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("configs", help="the paper's models and their sizes").set_defaults(run=_configs)
     commands.add_parser("datasets", help="the known datasets, sources, licences").set_defaults(run=_datasets)
+    demo = commands.add_parser("demo", help="the shipped Diagonal BiLSTM: NLL, samples, completions")
+    demo.add_argument("--out", default="pixelrnn-demo", help="output folder")
+    demo.add_argument("--checkpoint", help="another model (default: the shipped one)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+    card = commands.add_parser("card", help="write a run folder's model card (README.md)")
+    card.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
+    card.add_argument("--hardware", help="where it was trained (default: this machine)")
+    card.set_defaults(run=_card)
 
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--dataset", required=True, help="see `pixelrnn datasets`")
@@ -232,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except PixelRNNError as error:
-        print(f"pixelrnn: error: {error}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as error:
+    except (PixelRNNError, ValueError, OSError) as error:
         print(f"pixelrnn: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -46,7 +46,7 @@ class MaskedConv2d(nn.Module):
         rows = kh // 2 + 1
         self._pad = (kw // 2, (kw - 1) // 2, kh // 2, 0)
         full_mask = causal_mask((kh, kw), in_groups, out_groups, mask_type)
-        self.register_buffer("mask", full_mask[:, :, :rows].contiguous())
+        self.register_buffer("mask", full_mask[:, :, :rows].contiguous(), persistent=False)
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features, rows, kw))
         self.bias = nn.Parameter(torch.empty(self.out_features)) if bias else None
         self.reset_parameters()

@@ -94,7 +94,7 @@ class Trainer:
             saved = TrainConfig(**ckpt.read_checkpoint(last)[1]["trainer"]["config"])
             if config.epochs is not None or config.steps is not None:
                 saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
-            config = dataclasses.replace(saved, out=str(self.out))
+            config = dataclasses.replace(saved, out=str(self.out), data_dir=config.data_dir or saved.data_dir)
         self.config = config
         if config.optimizer not in ("rmsprop", "adam"):
             raise PixelRNNError(f"unknown optimizer {config.optimizer!r}; known: rmsprop, adam")
@@ -182,6 +182,7 @@ class Trainer:
                    dynamic_ncols=True)
         last_eval: dict = {}
         started, images_seen = time.perf_counter(), 0
+        self._clock = (started, state.get("elapsed_s", 0.0))
         kill_at = int(os.environ.get("_PIXELRNN_TEST_SIGKILL_AT_STEP", "0"))
         while state["step"] < total and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
@@ -214,6 +215,11 @@ class Trainer:
         bar.close()
         self._checkpoint()
         return last_eval
+
+    def _elapsed(self) -> float:
+        """Seconds spent training this run, over all its sessions."""
+        started, before = self._clock
+        return before + time.perf_counter() - started
 
     def _stopped(self) -> bool:
         patience = self.config.patience
@@ -249,6 +255,7 @@ class Trainer:
             "train_nll_nats": train_nats, "train_bits_per_dim": bits_per_dim(train_nats, self.dims),
             "valid_nll_nats": report.nll_nats, "valid_nll_nats_stderr": report.nll_nats_stderr,
             "valid_bits_per_dim": report.bits_per_dim, "time": time.time(),
+            "elapsed_s": self._elapsed(),
         }
         state["train_sum"], state["train_count"] = 0.0, 0
         if state["best_valid"] is None or report.nll_nats < state["best_valid"]:
@@ -267,7 +274,7 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
-        trainer = dict(self.state, config=dataclasses.asdict(self.config))
+        trainer = dict(self.state, elapsed_s=self._elapsed(), config=dataclasses.asdict(self.config))
         ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer)
 
 

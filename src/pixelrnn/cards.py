@@ -1,0 +1,80 @@
+"""Model cards for trained runs: configuration, size, command, time, hardware, NLL, curve."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from .checkpoints import BEST, atomic_write, model_from_checkpoint, read_checkpoint
+from .configs import parameter_count
+from .errors import PixelRNNError
+
+
+def _command(config: dict) -> str:
+    flags = {"model": "--model", "dataset": "--dataset", "data_dir": "--data-dir", "out": "--out",
+             "epochs": "--epochs", "steps": "--steps", "batch_size": "--batch-size",
+             "optimizer": "--optimizer", "lr": "--lr", "lr_decay": "--lr-decay", "clip": "--clip",
+             "hidden": "--hidden", "layers": "--layers", "seed": "--seed",
+             "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
+             "patience": "--patience", "limit": "--limit"}
+    parts = ["pixelrnn train"]
+    for key, flag in flags.items():
+        value = config.get(key)
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    if config.get("binarize"):
+        parts.append("--binarize")
+    return " ".join(parts)
+
+
+def write_card(run_dir: str | Path, hardware: str | None = None) -> Path:
+    """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors."""
+    run = Path(run_dir)
+    metrics_path = run / "metrics.jsonl"
+    if not (run / BEST).is_file() or not metrics_path.is_file():
+        raise PixelRNNError(f"{run}: needs {BEST} and metrics.jsonl (a run with an evaluation)")
+    config = json.loads((run / "run.json").read_text())
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    tensors, meta = read_checkpoint(run / BEST)
+    model = model_from_checkpoint(run / BEST, tensors, meta)
+    best = min(records, key=lambda r: r["valid_nll_nats"])
+    last = records[-1]
+    if "elapsed_s" in last:
+        hours = last["elapsed_s"] / 3600
+    else:  # runs made before elapsed time was recorded: from the start of the run
+        hours = (last["time"] - (run / "run.json").stat().st_mtime) / 3600
+    hardware = hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    cfg = model.config
+    lines = [
+        f"# {run.name}",
+        "",
+        f"A {cfg.architecture} (PixelRNN family) trained with `pixelrnn train` on {config['dataset']}.",
+        "",
+        "| | |", "| --- | --- |",
+        f"| configuration | {cfg.architecture}, h = {cfg.hidden}, {cfg.layers} layers, head {cfg.head}, "
+        f"{cfg.output} output, residual {cfg.residual}, skip {cfg.skip} |",
+        f"| parameters | {parameter_count(model):,} stored, {parameter_count(model, effective=True):,} effective |",
+        f"| training | {config['optimizer']} lr {config['lr']}, batch {config['batch_size']}, "
+        f"clip {config['clip']}, seed {config['seed']} |",
+        f"| progress | {last['epoch']:.2f} epochs ({last['step']} steps) |",
+        f"| wall time | {hours:.2f} h on {hardware} |",
+        f"| best validation NLL | **{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats** "
+        f"({best['valid_bits_per_dim']:.4f} bits/dim) at step {best['step']} (epoch {best['epoch']:.2f}) |",
+        "",
+        "Command (run from the repository root; `--resume` continues it exactly):",
+        "", "```", _command(config), "```", "",
+        "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
+        + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
+        "",
+        "![training curve](curves.png)",
+        "",
+        "| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |",
+    ]
+    lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"
+              for r in records]
+    target = run / "README.md"
+    atomic_write(target, ("\n".join(lines) + "\n").encode())
+    return target
