@@ -85,7 +85,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(json.dumps({**report.to_dict(), "dataset": args.dataset, "split": args.split,
                           "binarized_on_the_fly": args.binarize, "checkpoint": str(args.checkpoint)}))
     else:
-        print(f"{args.dataset} {args.split}: {report.images} images, NLL "
+        label = " (binarized on the fly, not the static benchmark)" if args.binarize else ""
+        print(f"{args.dataset} {args.split}{label}: {report.images} images, NLL "
               f"{report.nll_nats:.3f} ± {report.nll_nats_stderr:.3f} nats per image, "
               f"{report.bits_per_dim:.4f} ± {report.bits_per_dim_stderr:.4f} bits/dim")
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from .diagonal_bilstm import DiagonalBiLSTM
 from .distributions import log_prob_from_logits, sigmoid_as_logits
+from .errors import PixelRNNError
 from .layers import MaskedConv2d, PixelCNNBlock, masked_1x1
 from .masks import channel_groups
 from .row_lstm import RowLSTM
@@ -63,28 +64,28 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(
+            raise PixelRNNError(
                 f"unknown model {self.architecture!r}; known models: {', '.join(ARCHITECTURES)}"
             )
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            raise PixelRNNError(f"channels must be 1 or 3, got {self.channels}")
         if not 2 <= self.levels <= 256:
-            raise ValueError(f"levels must be in 2..256, got {self.levels}")
+            raise PixelRNNError(f"levels must be in 2..256, got {self.levels}")
         if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+            raise PixelRNNError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.output == "sigmoid" and self.levels != 2:
-            raise ValueError(f"the sigmoid output needs levels=2, got levels={self.levels}")
+            raise PixelRNNError(f"the sigmoid output needs levels=2, got levels={self.levels}")
         if self.layers < 1:
-            raise ValueError(f"layers must be >= 1, got {self.layers}")
+            raise PixelRNNError(f"layers must be >= 1, got {self.layers}")
         for name in ("hidden", "head"):
             if getattr(self, name) < self.channels:
-                raise ValueError(
+                raise PixelRNNError(
                     f"{name}={getattr(self, name)} is too small to split into "
                     f"{self.channels} channel groups"
                 )
         for name in ("input_kernel", "kernel_size"):
             if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
-                raise ValueError(f"{name} must be odd and positive, got {getattr(self, name)}")
+                raise PixelRNNError(f"{name} must be odd and positive, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -145,16 +146,16 @@ class PixelRNN(nn.Module):
         return self
 
     def check_images(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, C, H, W) with this model's C and, for
+        """Raise PixelRNNError unless x is (B, C, H, W) with this model's C and, for
         integer tensors, values in [0, levels)."""
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(
+            raise PixelRNNError(
                 f"expected images of shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
             )
         if not x.is_floating_point() and x.numel():
             low, high = int(x.min()), int(x.max())
             if low < 0 or high >= self.levels:
-                raise ValueError(
+                raise PixelRNNError(
                     f"image values must be in [0, {self.levels - 1}], got [{low}, {high}]"
                 )
 
@@ -189,7 +190,7 @@ class PixelRNN(nn.Module):
         """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
         if x.is_floating_point():
             if not torch.equal(x, x.round()):
-                raise ValueError("log_prob needs integer image values")
+                raise PixelRNNError("log_prob needs integer image values")
             x = x.long()
         return log_prob_from_logits(self(x), x)
 

@@ -119,7 +119,10 @@ def _cifar_batches(split: str) -> list[str]:
 
 def _cifar10(split: str, data_dir) -> np.ndarray:
     names = _cifar_batches(split)
-    folder = Path(data_dir) / "cifar-10-batches-py" if data_dir is not None else None
+    folder = None
+    if data_dir is not None:  # DIR/cifar-10-batches-py, or that folder itself
+        folder = Path(data_dir)
+        folder = folder if folder.name == "cifar-10-batches-py" else folder / "cifar-10-batches-py"
     if folder is not None and folder.is_dir():
         batches = []
         for n in names:
