@@ -45,8 +45,7 @@ def test_corrupt_checkpoint(tmp_path, trained):
     assert_one_line_error(result, "corrupt or truncated")
 
 
-def test_checkpoint_for_other_data_is_refused(tmp_path, trained):
-    (tmp_path / "cifar-10-batches-py").mkdir()
+def test_missing_folders_and_files_are_named(tmp_path, trained):
     result = pixelrnn_cli("evaluate", "--checkpoint", str(trained), "--dataset", "folder", "--split", "test",
                           "--data-dir", str(tmp_path / "none"))
     assert_one_line_error(result)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import time
@@ -241,7 +242,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
         value = loss.item()
-        if not torch.isfinite(torch.tensor(value)):
+        if not math.isfinite(value):
             raise PixelRNNError(f"the training loss became {value} at step {self.state['step']}; "
                                 "lower --lr or keep --clip on")
         return value
