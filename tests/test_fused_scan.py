@@ -1,4 +1,5 @@
-"""The fused LSTM scan computes exactly what the plain reference recurrences compute."""
+"""The fused LSTM scans (PyTorch and compiled CPU kernel) compute exactly what the plain
+reference recurrences compute, forward and backward."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 from helpers import tiny_model
 
 import pixelrnn
-from pixelrnn.lstm_scan import ScanPlan, lstm_scan
+from pixelrnn import scan_kernel
+from pixelrnn.lstm_scan import ScanPlan, _LSTMScan, lstm_scan
 
 CASES = [
     ("row_lstm", 1, 2, {}),
@@ -21,6 +23,18 @@ CASES = [
 SIZES = [(1, 1), (1, 5), (5, 1), (3, 7), (6, 4), (5, 5)]
 
 
+@pytest.fixture(params=["native", "torch"])
+def scan_backend(request):
+    """Runs a test with the compiled CPU kernel, then with the PyTorch scan."""
+    native = request.param == "native"
+    if native and scan_kernel.load() is None:
+        pytest.skip("the CPU LSTM kernel cannot be built here (no C++ compiler?)")
+    previous = scan_kernel.is_enabled()
+    scan_kernel.set_enabled(native)
+    yield request.param
+    scan_kernel.set_enabled(previous)
+
+
 def _run(model, x, fused):
     model.set_fused(fused).zero_grad()
     x = x.clone().requires_grad_()
@@ -32,7 +46,9 @@ def _run(model, x, fused):
 
 @pytest.mark.parametrize("arch,channels,levels,options", CASES)
 @pytest.mark.parametrize("height,width", SIZES)
-def test_fused_matches_reference_forward_and_backward(arch, channels, levels, options, height, width):
+def test_fused_matches_reference_forward_and_backward(
+    scan_backend, arch, channels, levels, options, height, width
+):
     model = tiny_model(arch, channels, levels, **options)
     x = torch.rand(3, channels, height, width, dtype=torch.float64) * (levels - 1)
     fused, reference = _run(model, x, True), _run(model, x, False)
@@ -43,7 +59,7 @@ def test_fused_matches_reference_forward_and_backward(arch, channels, levels, op
 
 
 @pytest.mark.parametrize("name", ["binarized-mnist-diagonal-bilstm", "binarized-mnist-row-lstm"])
-def test_fused_matches_reference_at_the_paper_configuration_in_float32(name):
+def test_fused_matches_reference_at_the_paper_configuration_in_float32(scan_backend, name):
     torch.manual_seed(0)
     model = pixelrnn.build_paper_model(name)
     x = torch.randint(0, 2, (4, 1, 28, 28)).float()
@@ -53,7 +69,7 @@ def test_fused_matches_reference_at_the_paper_configuration_in_float32(name):
         torch.testing.assert_close(fused[2][name_], grad, rtol=1e-3, atol=1e-5, msg=name_)
 
 
-def test_scan_gradients_pass_gradcheck():
+def test_scan_gradients_pass_gradcheck(scan_backend):
     torch.manual_seed(0)
     height, width, batch, hidden = 3, 4, 2, 2
     plan = ScanPlan("diagonals", height, width, offsets=(0, -1), mirrored=(False, True))
@@ -70,3 +86,44 @@ def test_scan_refuses_mismatched_directions():
     plan = ScanPlan("diagonals", 2, 2, offsets=(0, -1), mirrored=(False,))
     with pytest.raises(ValueError, match="directions"):
         lstm_scan(torch.zeros(2, 2, 1, 2, 8), torch.zeros(2, 4, 8), torch.zeros(2, 2), torch.zeros(2, 2), plan)
+
+
+@pytest.mark.parametrize("hidden", [3, 8, 16, 32])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        ScanPlan("rows", 4, 5, offsets=(-1, 0, 1)),
+        ScanPlan("rows", 3, 6, offsets=(-2, -1, 0, 1, 2)),
+        ScanPlan("diagonals", 4, 6, offsets=(0, -1), mirrored=(False, True)),
+        ScanPlan("diagonals", 6, 3, offsets=(-1, 0), mirrored=(True,)),
+    ],
+    ids=["rows-k3", "rows-k5", "diagonals-bi", "diagonals-mirrored"],
+)
+def test_native_kernel_matches_the_pytorch_scan(plan, hidden):
+    """Each hidden size the kernel compiles as a constant (8, 16, 32) and one it does not (3)."""
+    if scan_kernel.load() is None:
+        pytest.skip("the CPU LSTM kernel cannot be built here (no C++ compiler?)")
+    torch.manual_seed(hidden)
+    d, k = len(plan.mirrored), len(plan.offsets)
+    inputs = [
+        torch.randn(plan.height, plan.width, 3, d, 4 * hidden, dtype=torch.float64),
+        torch.randn(d, k * hidden, 4 * hidden, dtype=torch.float64) / hidden**0.5,
+        torch.randn(d, hidden, dtype=torch.float64),
+        torch.randn(d, hidden, dtype=torch.float64),
+    ]
+    grad_out = torch.randn(plan.height, plan.width, 3, d, hidden, dtype=torch.float64)
+    results = []
+    for function in (scan_kernel.NativeLSTMScan, _LSTMScan):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = function.apply(*leaves, plan)
+        results.append([out, *torch.autograd.grad(out, leaves, grad_out)])
+    for native, torch_scan in zip(*results):
+        torch.testing.assert_close(native, torch_scan, rtol=0, atol=1e-12)
+
+
+def test_cpu_scans_use_the_native_kernel_when_it_is_built(scan_backend):
+    plan = ScanPlan("rows", 2, 2, offsets=(-1, 0, 1))
+    gates = torch.zeros(2, 2, 1, 1, 8, requires_grad=True)
+    out = lstm_scan(gates, torch.zeros(1, 6, 8), torch.zeros(1, 2), torch.zeros(1, 2), plan)
+    expected = "NativeLSTMScan" if scan_backend == "native" else "_LSTMScan"
+    assert type(out.grad_fn).__name__ == expected + "Backward"

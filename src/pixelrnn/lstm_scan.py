@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import scan_kernel
+
 
 @dataclass(frozen=True)
 class ScanPlan:
@@ -192,8 +194,10 @@ def lstm_scan(
 
     gates_in: (H, W, B, D, 4h) input-to-state pre-activations, gates [i, f, o, g];
     weight: (D, K h, 4h) state-to-state weights for the K slot
-    ``offsets``; h0, c0: (D, h) learned initial state.
+    ``offsets``; h0, c0: (D, h) learned initial state. On the CPU the compiled
+    kernel of :mod:`pixelrnn.scan_kernel` runs it where it can be built.
     """
     if len(plan.mirrored) != gates_in.shape[3]:
         raise ValueError(f"plan has {len(plan.mirrored)} directions, gates have {gates_in.shape[3]}")
-    return _LSTMScan.apply(gates_in.contiguous(), weight, h0, c0, plan)
+    function = scan_kernel.NativeLSTMScan if scan_kernel.supports(gates_in, plan) else _LSTMScan
+    return function.apply(gates_in.contiguous(), weight, h0, c0, plan)

@@ -1,0 +1,309 @@
+// The LSTM scan of pixelrnn/lstm_scan.py as one CPU kernel, forward and backward.
+//
+// Same recurrence, same layout: maps are (H, W, B, D, F) contiguous, a step
+// updates the cells of one row ("rows") or one diagonal ("diagonals"), each
+// cell's LSTM state lives in a slot (its column, or its row). Per (direction,
+// slot, batch) item a step does the state-to-state product, the gates and the
+// cell update in one pass over a few cache lines, and the items of a step run
+// in parallel (at::parallel_for). The backward gathers each cell's hidden-state
+// gradient from the cells that read it one step later, so items never write to
+// shared memory except through per-thread weight-gradient buffers.
+//
+// Supported plans: "rows" with any offsets; "diagonals" with offsets in {0, -1}
+// (every read is then the previous step's cell, the initial state or padding).
+// The Python wrapper checks this before calling.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+// exp, sigmoid and tanh written so that compilers vectorise them (no libm call).
+template <typename T> struct ExpLimits;
+template <> struct ExpLimits<float> {
+  using Int = int32_t;
+  static constexpr int mantissa = 23, bias = 127;
+  static constexpr float lo = -87.0f, hi = 88.0f, round = 12582912.0f;  // 1.5 * 2^23
+};
+template <> struct ExpLimits<double> {
+  using Int = int64_t;
+  static constexpr int mantissa = 52, bias = 1023;
+  static constexpr double lo = -708.0, hi = 709.0, round = 6755399441055744.0;  // 1.5 * 2^52
+};
+
+template <typename T> inline T exp_approx(T x) {
+  using L = ExpLimits<T>;
+  x = x < L::lo ? L::lo : (x > L::hi ? L::hi : x);
+  const T n = (x * T(1.4426950408889634) + L::round) - L::round;  // round(x / ln 2)
+  const T r = x - n * T(0.693145751953125) - n * T(1.428606820309417232e-6);
+  // Taylor polynomial of exp(r), |r| <= ln(2) / 2, by Horner: degree 7 for float, 13 for double.
+  constexpr int degree = std::is_same<T, float>::value ? 7 : 13;
+  constexpr double inverse_factorial[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
+                                            1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
+                                            1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+  T p = T(inverse_factorial[degree]);
+  for (int k = degree - 1; k >= 0; --k) p = p * r + T(inverse_factorial[k]);
+  typename L::Int bits = (static_cast<typename L::Int>(n) + L::bias) << L::mantissa;
+  T scale;
+  std::memcpy(&scale, &bits, sizeof(T));
+  return p * scale;
+}
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + exp_approx(-x)); }
+template <typename T> inline T tanh_approx(T x) { return T(2) / (T(1) + exp_approx(T(-2) * x)) - T(1); }
+
+constexpr int64_t kZero = -1, kInit = -2;  // a read of padding / of the initial state
+
+struct Geometry {
+  bool rows;
+  int64_t height, width, batch, dirs, hidden;
+  std::vector<int64_t> offsets;
+  std::vector<bool> mirrored;
+
+  int64_t steps() const { return rows ? height : height + width - 1; }
+  int64_t slots() const { return rows ? width : height; }
+  int64_t first(int64_t t) const { return rows ? 0 : std::max<int64_t>(0, t - width + 1); }
+  int64_t last(int64_t t) const { return rows ? width - 1 : std::min<int64_t>(height - 1, t); }
+  bool active(int64_t t, int64_t slot) const {
+    return t >= 0 && t < steps() && slot >= first(t) && slot <= last(t);
+  }
+  // Flat cell index r * W + c of slot `slot` at step t for direction d.
+  int64_t cell(int64_t t, int64_t slot, int64_t d) const {
+    if (rows) return t * width + slot;
+    const int64_t c = t - slot;
+    return slot * width + (mirrored[d] ? width - 1 - c : c);
+  }
+  // The cell whose state slot `slot` holds before step t, or kZero / kInit.
+  int64_t previous(int64_t t, int64_t slot, int64_t d) const {
+    if (slot < 0 || slot >= slots()) return kZero;
+    return active(t - 1, slot) ? cell(t - 1, slot, d) : kInit;
+  }
+  // Offset into a (H, W, B, D, F) map of (cell, b, d).
+  int64_t at(int64_t cell, int64_t b, int64_t d, int64_t features) const {
+    return ((cell * batch + b) * dirs + d) * features;
+  }
+};
+
+// Per-item scratch vectors: on the stack, sized at compile time, for the common
+// hidden sizes (the inner loops then unroll and keep the gates in registers).
+template <typename T, int N> struct Scratch {
+  alignas(64) T data[N];
+  T* get(int64_t) { return data; }
+};
+template <typename T> struct Scratch<T, 0> {
+  std::vector<T> data;
+  T* get(int64_t n) { data.resize(n); return data.data(); }
+};
+
+// Calls f(std::integral_constant<int, h>) for the hidden sizes compiled as
+// constants, f(std::integral_constant<int, 0>) for any other.
+template <typename F> void with_hidden(int64_t hidden, F&& f) {
+  switch (hidden) {
+    case 8: f(std::integral_constant<int, 8>()); break;
+    case 16: f(std::integral_constant<int, 16>()); break;
+    case 32: f(std::integral_constant<int, 32>()); break;
+    default: f(std::integral_constant<int, 0>());
+  }
+}
+
+// Copies the K hidden states that (slot, step t) reads into r (K h values, zeros
+// for padding); sets bit k of the result where read k is the initial state.
+template <typename T>
+inline unsigned gather_reads(const Geometry& g, int64_t h, int64_t t, int64_t slot, int64_t d,
+                             int64_t b, const T* out, const T* h0, T* r) {
+  unsigned from_init = 0;
+  for (size_t k = 0; k < g.offsets.size(); ++k) {
+    const int64_t src = g.previous(t, slot + g.offsets[k], d);
+    if (src == kZero) {
+      std::memset(r + k * h, 0, h * sizeof(T));
+      continue;
+    }
+    from_init |= (src == kInit) << k;
+    std::memcpy(r + k * h, src == kInit ? h0 + d * h : out + g.at(src, b, d, h), h * sizeof(T));
+  }
+  return from_init;
+}
+
+template <typename T, int FixedH>
+void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weight, const T* h0,
+                  const T* c0, T* out, T* act, T* cell_state) {
+  const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
+  const int64_t n = g.last(t) - g.first(t) + 1;
+  at::parallel_for(0, g.dirs * n * g.batch, 8, [&](int64_t begin, int64_t end) {
+    Scratch<T, 4 * FixedH> z_buffer, z2_buffer;
+    std::vector<T> r(K * h);
+    T *z = z_buffer.get(G), *z2 = z2_buffer.get(G);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / (n * g.batch), slot = g.first(t) + (item / g.batch) % n,
+                    b = item % g.batch, cell = g.cell(t, slot, d);
+      std::memcpy(z, gates_in + g.at(cell, b, d, G), G * sizeof(T));
+      gather_reads(g, h, t, slot, d, b, out, h0, r.data());
+      // z += r W, in two interleaved sums (independent chains of multiply-adds).
+      const T* w = weight + d * K * h * G;
+      std::memset(z2, 0, G * sizeof(T));
+      int64_t m = 0;
+      for (; m + 1 < K * h; m += 2) {
+        const T r0 = r[m], r1 = r[m + 1];
+        for (int64_t j = 0; j < G; ++j) {
+          z[j] += r0 * w[m * G + j];
+          z2[j] += r1 * w[(m + 1) * G + j];
+        }
+      }
+      if (m < K * h)
+        for (int64_t j = 0; j < G; ++j) z[j] += r[m] * w[m * G + j];
+      for (int64_t j = 0; j < G; ++j) z[j] += z2[j];
+      for (int64_t j = 0; j < 3 * h; ++j) z[j] = sigmoid(z[j]);
+      for (int64_t j = 3 * h; j < G; ++j) z[j] = tanh_approx(z[j]);
+      const int64_t prev = g.previous(t, slot, d);
+      const T* c_prev = prev == kInit ? c0 + d * h : cell_state + g.at(prev, b, d, h);
+      T* c_new = cell_state + g.at(cell, b, d, h);
+      T* h_new = out + g.at(cell, b, d, h);
+      for (int64_t m = 0; m < h; ++m) {
+        c_new[m] = z[h + m] * c_prev[m] + z[m] * z[3 * h + m];
+        h_new[m] = z[2 * h + m] * tanh_approx(c_new[m]);
+      }
+      std::memcpy(act + g.at(cell, b, d, G), z, G * sizeof(T));
+    }
+  });
+}
+
+// One step of the backward pass; `carry` holds dc * f of each cell (the cell-state
+// gradient it passes to its slot's previous state). Weight and initial-state
+// gradients go to per-thread buffers (`partial`, one row per thread).
+template <typename T, int FixedH>
+void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act,
+                   const T* cell_state, const T* out, const T* weight_t, const T* h0,
+                   const T* c0, T* grad_gates, T* carry, T* partial, int64_t partial_size) {
+  const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
+  const int64_t n = g.last(t) - g.first(t) + 1, weight_size = g.dirs * K * h * G;
+  at::parallel_for(0, g.dirs * n * g.batch, 8, [&](int64_t begin, int64_t end) {
+    T* grad_weight = partial + at::get_thread_num() * partial_size;
+    T* grad_h0 = grad_weight + weight_size;
+    T* grad_c0 = grad_h0 + g.dirs * h;
+    Scratch<T, FixedH> dh_buffer, dc_buffer, acc_buffer[4];
+    Scratch<T, 4 * FixedH> dz_buffer;
+    std::vector<T> r(K * h);
+    T *dh = dh_buffer.get(h), *dc = dc_buffer.get(h), *dz = dz_buffer.get(G);
+    T* acc[4] = {acc_buffer[0].get(h), acc_buffer[1].get(h), acc_buffer[2].get(h), acc_buffer[3].get(h)};
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / (n * g.batch), slot = g.first(t) + (item / g.batch) % n,
+                    b = item % g.batch, cell = g.cell(t, slot, d);
+      const T* wt = weight_t + d * G * K * h;  // (4h, K h) of direction d
+      // Cells of step t + 1 that read this cell's hidden state through offset k;
+      // four partial sums over the gates keep the multiply-adds independent.
+      for (int q = 0; q < 4; ++q) std::memset(acc[q], 0, h * sizeof(T));
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t reader = slot - g.offsets[k];
+        if (!g.active(t + 1, reader)) continue;
+        const T* dz_reader = grad_gates + g.at(g.cell(t + 1, reader, d), b, d, G);
+        const T* wk = wt + k * h;
+        for (int64_t j = 0; j < G; j += 4)
+          for (int q = 0; q < 4; ++q)
+            for (int64_t m = 0; m < h; ++m) acc[q][m] += dz_reader[j + q] * wk[(j + q) * K * h + m];
+      }
+      const T* grad_here = grad_out + g.at(cell, b, d, h);
+      for (int64_t m = 0; m < h; ++m) dh[m] = grad_here[m] + ((acc[0][m] + acc[1][m]) + (acc[2][m] + acc[3][m]));
+      const T* a = act + g.at(cell, b, d, G);  // i, f, o, g after their nonlinearities
+      const T* c = cell_state + g.at(cell, b, d, h);
+      const bool has_next = g.active(t + 1, slot);
+      const T* carry_next = has_next ? carry + g.at(g.cell(t + 1, slot, d), b, d, h) : nullptr;
+      const int64_t prev = g.previous(t, slot, d);
+      const T* c_prev = prev == kInit ? c0 + d * h : cell_state + g.at(prev, b, d, h);
+      T* carry_here = carry + g.at(cell, b, d, h);
+      for (int64_t m = 0; m < h; ++m) {
+        const T tc = tanh_approx(c[m]);
+        const T i = a[m], f = a[h + m], o = a[2 * h + m], gg = a[3 * h + m];
+        dc[m] = (has_next ? carry_next[m] : T(0)) + dh[m] * o * (T(1) - tc * tc);
+        dz[m] = dc[m] * gg * i * (T(1) - i);
+        dz[h + m] = dc[m] * c_prev[m] * f * (T(1) - f);
+        dz[2 * h + m] = dh[m] * tc * o * (T(1) - o);
+        dz[3 * h + m] = dc[m] * i * (T(1) - gg * gg);
+        carry_here[m] = dc[m] * f;
+      }
+      std::memcpy(grad_gates + g.at(cell, b, d, G), dz, G * sizeof(T));
+      if (prev == kInit)
+        for (int64_t m = 0; m < h; ++m) grad_c0[d * h + m] += carry_here[m];
+      const unsigned from_init = gather_reads(g, h, t, slot, d, b, out, h0, r.data());
+      T* gw = grad_weight + d * K * h * G;
+      for (int64_t m = 0; m < K * h; ++m) {
+        const T rm = r[m];
+        for (int64_t j = 0; j < G; ++j) gw[m * G + j] += rm * dz[j];
+      }
+      for (int64_t k = 0; k < K; ++k)
+        if (from_init >> k & 1)
+          for (int64_t j = 0; j < G; ++j)
+            for (int64_t m = 0; m < h; ++m) grad_h0[d * h + m] += dz[j] * wt[j * K * h + k * h + m];
+    }
+  });
+}
+
+Geometry geometry(const torch::Tensor& map, int64_t hidden, bool rows,
+                  const std::vector<int64_t>& offsets, const std::vector<bool>& mirrored) {
+  TORCH_CHECK(map.dim() == 5 && map.is_contiguous() && map.device().is_cpu(),
+              "lstm_scan kernel: expected a contiguous CPU map (H, W, B, D, F)");
+  TORCH_CHECK((int64_t)mirrored.size() == map.size(3), "lstm_scan kernel: one mirrored flag per direction");
+  return Geometry{rows, map.size(0), map.size(1), map.size(2), map.size(3), hidden, offsets, mirrored};
+}
+
+std::vector<torch::Tensor> scan_forward(torch::Tensor gates_in, torch::Tensor weight, torch::Tensor h0,
+                                        torch::Tensor c0, bool rows, std::vector<int64_t> offsets,
+                                        std::vector<bool> mirrored) {
+  TORCH_CHECK(gates_in.size(4) % 4 == 0, "lstm_scan kernel: gates must be 4h wide");
+  const auto state = geometry(gates_in, gates_in.size(4) / 4, rows, offsets, mirrored);
+  weight = weight.contiguous(), h0 = h0.contiguous(), c0 = c0.contiguous();
+  auto shape = gates_in.sizes().vec();
+  shape[4] = state.hidden;
+  auto out = torch::empty(shape, gates_in.options());
+  auto cell_state = torch::empty(shape, gates_in.options());
+  auto act = torch::empty_like(gates_in);
+  AT_DISPATCH_FLOATING_TYPES(gates_in.scalar_type(), "lstm_scan_forward", [&] {
+    with_hidden(state.hidden, [&](auto fixed) {
+      for (int64_t t = 0; t < state.steps(); ++t)
+        forward_step<scalar_t, decltype(fixed)::value>(state, t, gates_in.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(),
+                             h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                             act.data_ptr<scalar_t>(), cell_state.data_ptr<scalar_t>());
+    });
+  });
+  return {out, act, cell_state};
+}
+
+std::vector<torch::Tensor> scan_backward(torch::Tensor grad_out, torch::Tensor act, torch::Tensor cell_state,
+                                         torch::Tensor out, torch::Tensor weight, torch::Tensor h0,
+                                         torch::Tensor c0, bool rows, std::vector<int64_t> offsets,
+                                         std::vector<bool> mirrored) {
+  grad_out = grad_out.contiguous(), h0 = h0.contiguous(), c0 = c0.contiguous();
+  const auto g = geometry(grad_out, grad_out.size(4), rows, offsets, mirrored);
+  const int64_t h = g.hidden, K = offsets.size();
+  auto weight_t = weight.transpose(1, 2).contiguous();  // (D, 4h, K h)
+  auto grad_gates = torch::empty_like(act);
+  auto carry = torch::empty_like(cell_state);
+  const int64_t partial_size = g.dirs * K * h * 4 * h + 2 * g.dirs * h;
+  auto partial = torch::zeros({at::get_num_threads(), partial_size}, act.options());
+  AT_DISPATCH_FLOATING_TYPES(act.scalar_type(), "lstm_scan_backward", [&] {
+    with_hidden(g.hidden, [&](auto fixed) {
+      for (int64_t t = g.steps() - 1; t >= 0; --t)
+        backward_step<scalar_t, decltype(fixed)::value>(g, t, grad_out.data_ptr<scalar_t>(), act.data_ptr<scalar_t>(),
+                              cell_state.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                              weight_t.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
+                              c0.data_ptr<scalar_t>(), grad_gates.data_ptr<scalar_t>(),
+                              carry.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(), partial_size);
+    });
+  });
+  auto total = partial.sum(0);
+  const int64_t weight_size = g.dirs * K * h * 4 * h;
+  auto grad_weight = total.narrow(0, 0, weight_size).view(weight.sizes());
+  auto grad_h0 = total.narrow(0, weight_size, g.dirs * h).view(h0.sizes());
+  auto grad_c0 = total.narrow(0, weight_size + g.dirs * h, g.dirs * h).view(c0.sizes());
+  return {grad_gates, grad_weight, grad_h0, grad_c0};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &scan_forward, "LSTM scan forward: (out, activations, cell states)");
+  m.def("backward", &scan_backward, "LSTM scan backward: (grad gates, grad weight, grad h0, grad c0)");
+}

@@ -1,0 +1,104 @@
+"""The compiled CPU LSTM scan (csrc/lstm_scan.cpp): build once per machine, then call.
+
+The kernel runs the same recurrence as :class:`pixelrnn.lstm_scan._LSTMScan`
+(paper sections 3.1, 3.2) but does a cell's state-to-state product, gates and
+update in one pass, with the cells of a step in parallel; the backward gathers
+gradients instead of scattering them. It is built with PyTorch's C++ extension
+tools the first time a CPU scan runs (about half a minute, once per machine and
+source version) into ``$PIXELRNN_CACHE`` (default ``~/.cache/pixelrnn``)
+``/kernels``. Where no C++ compiler is at hand it warns once and the PyTorch
+scan is used instead; ``PIXELRNN_NATIVE=0`` or :func:`set_enabled` turns it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch.autograd.function import once_differentiable
+
+_SOURCE = Path(__file__).with_name("csrc") / "lstm_scan.cpp"
+_enabled = os.environ.get("PIXELRNN_NATIVE", "1") != "0"
+
+
+def set_enabled(enabled: bool) -> None:
+    """Use the compiled kernel for CPU scans (the default) or the PyTorch scan."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def is_enabled() -> bool:
+    return _enabled
+
+
+def _machine_tag() -> str:
+    """Source, PyTorch and CPU, so a build for one machine is never loaded on another."""
+    flags = ""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        pass
+    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The compiled module, building it on first use; None where it cannot be built."""
+    from torch.utils.cpp_extension import load as load_extension
+
+    root = Path(os.environ.get("PIXELRNN_CACHE") or Path.home() / ".cache" / "pixelrnn")
+    build = root / "kernels" / f"lstm_scan-{_machine_tag()}"
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+        if not any(build.glob("*.so")):
+            print("pixelrnn: building the CPU LSTM kernel (once per machine, about 30 s)", file=sys.stderr)
+        flags = ["-O3", "-fopenmp"] + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
+        return load_extension(
+            name="pixelrnn_lstm_scan",
+            sources=[str(_SOURCE)],
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            verbose=False,
+        )
+    except Exception as error:  # no compiler, no ninja, unsupported platform, ...
+        message = str(error).strip().splitlines()[-1:] or [type(error).__name__]
+        warnings.warn(f"pixelrnn: CPU LSTM kernel unavailable ({message[0]}); using the PyTorch scan")
+        return None
+
+
+def supports(gates_in: torch.Tensor, plan) -> bool:
+    """Whether the kernel can run this scan (CPU, float32/64, the paper's read patterns)."""
+    if not _enabled or gates_in.device.type != "cpu" or gates_in.dtype not in (torch.float32, torch.float64):
+        return False
+    if plan.mode == "diagonals" and not set(plan.offsets) <= {0, -1}:
+        return False
+    return load() is not None
+
+
+class NativeLSTMScan(torch.autograd.Function):
+    """The scan of :func:`pixelrnn.lstm_scan.lstm_scan`, forward and backward in C++."""
+
+    @staticmethod
+    def forward(ctx, gates_in, weight, h0, c0, plan):
+        args = (plan.mode == "rows", list(plan.offsets), list(plan.mirrored))
+        out, act, cells = load().forward(gates_in, weight, h0, c0, *args)
+        ctx.args = args
+        ctx.save_for_backward(out, act, cells, weight, h0, c0)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        out, act, cells, weight, h0, c0 = ctx.saved_tensors
+        grads = load().backward(grad_out, act, cells, out, weight, h0, c0, *ctx.args)
+        return (*grads, None)
