@@ -105,6 +105,8 @@ class PixelCNNBlock(nn.Module):
         self.expand = masked_1x1(hidden, 2 * hidden, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The inner ReLUs run in place on fresh convolution outputs (which their
+        # backward does not need): no extra map is allocated and written.
         x = self.reduce.forward_nhwc(torch.relu(x))
-        x = self.conv.forward_nhwc(torch.relu(x))
-        return self.expand.forward_nhwc(torch.relu(x))
+        x = self.conv.forward_nhwc(x.relu_())
+        return self.expand.forward_nhwc(x.relu_())
