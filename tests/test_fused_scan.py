@@ -127,3 +127,22 @@ def test_cpu_scans_use_the_native_kernel_when_it_is_built(scan_backend):
     out = lstm_scan(gates, torch.zeros(1, 6, 8), torch.zeros(1, 2), torch.zeros(1, 2), plan)
     expected = "NativeLSTMScan" if scan_backend == "native" else "_LSTMScan"
     assert type(out.grad_fn).__name__ == expected + "Backward"
+
+
+def test_without_a_compiler_the_pytorch_scan_runs_after_one_warning(monkeypatch):
+    import torch.utils.cpp_extension
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("Error building extension: c++: command not found")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    scan_kernel.load.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="kernel unavailable .*command not found"):
+            assert scan_kernel.load() is None
+        plan = ScanPlan("rows", 2, 2, offsets=(-1, 0, 1))
+        gates = torch.zeros(2, 2, 1, 1, 8, requires_grad=True)
+        out = lstm_scan(gates, torch.zeros(1, 6, 8), torch.zeros(1, 2), torch.zeros(1, 2), plan)
+        assert type(out.grad_fn).__name__ == "_LSTMScanBackward"
+    finally:
+        scan_kernel.load.cache_clear()

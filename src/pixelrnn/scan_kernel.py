@@ -25,6 +25,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 _SOURCE = Path(__file__).with_name("csrc") / "lstm_scan.cpp"
+_MAX_TAPS = 16  # kMaxTaps in the kernel
 _enabled = os.environ.get("PIXELRNN_NATIVE", "1") != "0"
 
 
@@ -81,6 +82,8 @@ def supports(gates_in: torch.Tensor, plan) -> bool:
     if not _enabled or gates_in.device.type != "cpu" or gates_in.dtype not in (torch.float32, torch.float64):
         return False
     if plan.mode == "diagonals" and not set(plan.offsets) <= {0, -1}:
+        return False
+    if len(plan.offsets) > _MAX_TAPS:
         return False
     return load() is not None
 

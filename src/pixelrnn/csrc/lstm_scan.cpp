@@ -56,7 +56,17 @@ template <typename T> inline T exp_approx(T x) {
 template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + exp_approx(-x)); }
 template <typename T> inline T tanh_approx(T x) { return T(2) / (T(1) + exp_approx(T(-2) * x)) - T(1); }
 
-constexpr int64_t kZero = -1, kInit = -2;  // a read of padding / of the initial state
+constexpr int64_t kZero = -1, kInit = -2, kNone = -3;  // padding / initial state / no cell
+constexpr int kMaxTaps = 16;  // recurrent taps per cell (the wrapper checks)
+
+// Where one (step, slot, direction) site reads and writes, the same for every image.
+struct Site {
+  int64_t cell;                   // the cell updated here, flat r * W + c
+  int64_t previous;               // the cell its slot held before (kInit at the slot's start)
+  int64_t next;                   // the slot's cell at the next step, or kNone
+  int64_t reads[kMaxTaps];        // per tap: the cell whose hidden state is read, kZero or kInit
+  int64_t readers[kMaxTaps];      // per tap: the cell of the next step that reads this one, or kNone
+};
 
 struct Geometry {
   bool rows;
@@ -68,10 +78,10 @@ struct Geometry {
   int64_t slots() const { return rows ? width : height; }
   int64_t first(int64_t t) const { return rows ? 0 : std::max<int64_t>(0, t - width + 1); }
   int64_t last(int64_t t) const { return rows ? width - 1 : std::min<int64_t>(height - 1, t); }
+  int64_t count(int64_t t) const { return last(t) - first(t) + 1; }
   bool active(int64_t t, int64_t slot) const {
     return t >= 0 && t < steps() && slot >= first(t) && slot <= last(t);
   }
-  // Flat cell index r * W + c of slot `slot` at step t for direction d.
   int64_t cell(int64_t t, int64_t slot, int64_t d) const {
     if (rows) return t * width + slot;
     const int64_t c = t - slot;
@@ -82,13 +92,24 @@ struct Geometry {
     if (slot < 0 || slot >= slots()) return kZero;
     return active(t - 1, slot) ? cell(t - 1, slot, d) : kInit;
   }
-  // Offset into a (H, W, B, D, F) map of (cell, b, d).
+  // Site `index` of step t: direction index / count(t), slot first(t) + index % count(t).
+  Site site(int64_t t, int64_t index) const {
+    const int64_t d = index / count(t), slot = first(t) + index % count(t);
+    Site s{cell(t, slot, d), previous(t, slot, d), active(t + 1, slot) ? cell(t + 1, slot, d) : kNone, {}, {}};
+    for (size_t k = 0; k < offsets.size(); ++k) {
+      s.reads[k] = previous(t, slot + offsets[k], d);
+      const int64_t reader = slot - offsets[k];
+      s.readers[k] = active(t + 1, reader) ? cell(t + 1, reader, d) : kNone;
+    }
+    return s;
+  }
+  // Offset into a (H, W, B, D, F) map of (cell, image b, direction d).
   int64_t at(int64_t cell, int64_t b, int64_t d, int64_t features) const {
     return ((cell * batch + b) * dirs + d) * features;
   }
 };
 
-// Per-item scratch vectors: on the stack, sized at compile time, for the common
+// Per-site scratch vectors: on the stack, sized at compile time, for the common
 // hidden sizes (the inner loops then unroll and keep the gates in registers).
 template <typename T, int N> struct Scratch {
   alignas(64) T data[N];
@@ -110,63 +131,57 @@ template <typename F> void with_hidden(int64_t hidden, F&& f) {
   }
 }
 
-// Copies the K hidden states that (slot, step t) reads into r (K h values, zeros
-// for padding); sets bit k of the result where read k is the initial state.
+// Copies the K hidden states that site s reads for image b into r (K h values, zeros for padding).
 template <typename T>
-inline unsigned gather_reads(const Geometry& g, int64_t h, int64_t t, int64_t slot, int64_t d,
-                             int64_t b, const T* out, const T* h0, T* r) {
-  unsigned from_init = 0;
+inline void gather_reads(const Geometry& g, const Site& s, int64_t h, int64_t b, int64_t d,
+                         const T* out, const T* h0, T* r) {
   for (size_t k = 0; k < g.offsets.size(); ++k) {
-    const int64_t src = g.previous(t, slot + g.offsets[k], d);
-    if (src == kZero) {
+    if (s.reads[k] == kZero)
       std::memset(r + k * h, 0, h * sizeof(T));
-      continue;
-    }
-    from_init |= (src == kInit) << k;
-    std::memcpy(r + k * h, src == kInit ? h0 + d * h : out + g.at(src, b, d, h), h * sizeof(T));
+    else
+      std::memcpy(r + k * h, s.reads[k] == kInit ? h0 + d * h : out + g.at(s.reads[k], b, d, h), h * sizeof(T));
   }
-  return from_init;
 }
 
 template <typename T, int FixedH>
 void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weight, const T* h0,
                   const T* c0, T* out, T* act, T* cell_state) {
   const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
-  const int64_t n = g.last(t) - g.first(t) + 1;
-  at::parallel_for(0, g.dirs * n * g.batch, 8, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.dirs * g.count(t), 1, [&](int64_t begin, int64_t end) {
     Scratch<T, 4 * FixedH> z_buffer, z2_buffer;
     std::vector<T> r(K * h);
     T *z = z_buffer.get(G), *z2 = z2_buffer.get(G);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t d = item / (n * g.batch), slot = g.first(t) + (item / g.batch) % n,
-                    b = item % g.batch, cell = g.cell(t, slot, d);
-      std::memcpy(z, gates_in + g.at(cell, b, d, G), G * sizeof(T));
-      gather_reads(g, h, t, slot, d, b, out, h0, r.data());
-      // z += r W, in two interleaved sums (independent chains of multiply-adds).
-      const T* w = weight + d * K * h * G;
-      std::memset(z2, 0, G * sizeof(T));
-      int64_t m = 0;
-      for (; m + 1 < K * h; m += 2) {
-        const T r0 = r[m], r1 = r[m + 1];
-        for (int64_t j = 0; j < G; ++j) {
-          z[j] += r0 * w[m * G + j];
-          z2[j] += r1 * w[(m + 1) * G + j];
+    for (int64_t index = begin; index < end; ++index) {
+      const Site s = g.site(t, index);
+      const int64_t d = index / g.count(t);
+      const T* w = weight + d * K * h * G;  // (K h, 4h) of direction d
+      for (int64_t b = 0; b < g.batch; ++b) {
+        std::memcpy(z, gates_in + g.at(s.cell, b, d, G), G * sizeof(T));
+        gather_reads(g, s, h, b, d, out, h0, r.data());
+        // z += r W, in two interleaved sums (independent chains of multiply-adds).
+        std::memset(z2, 0, G * sizeof(T));
+        int64_t m = 0;
+        for (; m + 1 < K * h; m += 2) {
+          const T r0 = r[m], r1 = r[m + 1];
+          for (int64_t j = 0; j < G; ++j) {
+            z[j] += r0 * w[m * G + j];
+            z2[j] += r1 * w[(m + 1) * G + j];
+          }
         }
+        if (m < K * h)
+          for (int64_t j = 0; j < G; ++j) z[j] += r[m] * w[m * G + j];
+        for (int64_t j = 0; j < G; ++j) z[j] += z2[j];
+        for (int64_t j = 0; j < 3 * h; ++j) z[j] = sigmoid(z[j]);
+        for (int64_t j = 3 * h; j < G; ++j) z[j] = tanh_approx(z[j]);
+        const T* c_prev = s.previous == kInit ? c0 + d * h : cell_state + g.at(s.previous, b, d, h);
+        T* c_new = cell_state + g.at(s.cell, b, d, h);
+        T* h_new = out + g.at(s.cell, b, d, h);
+        for (int64_t j = 0; j < h; ++j) {
+          c_new[j] = z[h + j] * c_prev[j] + z[j] * z[3 * h + j];
+          h_new[j] = z[2 * h + j] * tanh_approx(c_new[j]);
+        }
+        std::memcpy(act + g.at(s.cell, b, d, G), z, G * sizeof(T));
       }
-      if (m < K * h)
-        for (int64_t j = 0; j < G; ++j) z[j] += r[m] * w[m * G + j];
-      for (int64_t j = 0; j < G; ++j) z[j] += z2[j];
-      for (int64_t j = 0; j < 3 * h; ++j) z[j] = sigmoid(z[j]);
-      for (int64_t j = 3 * h; j < G; ++j) z[j] = tanh_approx(z[j]);
-      const int64_t prev = g.previous(t, slot, d);
-      const T* c_prev = prev == kInit ? c0 + d * h : cell_state + g.at(prev, b, d, h);
-      T* c_new = cell_state + g.at(cell, b, d, h);
-      T* h_new = out + g.at(cell, b, d, h);
-      for (int64_t m = 0; m < h; ++m) {
-        c_new[m] = z[h + m] * c_prev[m] + z[m] * z[3 * h + m];
-        h_new[m] = z[2 * h + m] * tanh_approx(c_new[m]);
-      }
-      std::memcpy(act + g.at(cell, b, d, G), z, G * sizeof(T));
     }
   });
 }
@@ -174,13 +189,14 @@ void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weig
 // One step of the backward pass; `carry` holds dc * f of each cell (the cell-state
 // gradient it passes to its slot's previous state). Weight and initial-state
 // gradients go to per-thread buffers (`partial`, one row per thread).
+// weight_t: (D, K, 4h, h), the transposed blocks of the state-to-state weight.
 template <typename T, int FixedH>
 void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act,
                    const T* cell_state, const T* out, const T* weight_t, const T* h0,
                    const T* c0, T* grad_gates, T* carry, T* partial, int64_t partial_size) {
   const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
-  const int64_t n = g.last(t) - g.first(t) + 1, weight_size = g.dirs * K * h * G;
-  at::parallel_for(0, g.dirs * n * g.batch, 8, [&](int64_t begin, int64_t end) {
+  const int64_t weight_size = g.dirs * K * h * G;
+  at::parallel_for(0, g.dirs * g.count(t), 1, [&](int64_t begin, int64_t end) {
     T* grad_weight = partial + at::get_thread_num() * partial_size;
     T* grad_h0 = grad_weight + weight_size;
     T* grad_c0 = grad_h0 + g.dirs * h;
@@ -189,54 +205,53 @@ void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act
     std::vector<T> r(K * h);
     T *dh = dh_buffer.get(h), *dc = dc_buffer.get(h), *dz = dz_buffer.get(G);
     T* acc[4] = {acc_buffer[0].get(h), acc_buffer[1].get(h), acc_buffer[2].get(h), acc_buffer[3].get(h)};
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t d = item / (n * g.batch), slot = g.first(t) + (item / g.batch) % n,
-                    b = item % g.batch, cell = g.cell(t, slot, d);
-      const T* wt = weight_t + d * G * K * h;  // (4h, K h) of direction d
-      // Cells of step t + 1 that read this cell's hidden state through offset k;
-      // four partial sums over the gates keep the multiply-adds independent.
-      for (int q = 0; q < 4; ++q) std::memset(acc[q], 0, h * sizeof(T));
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t reader = slot - g.offsets[k];
-        if (!g.active(t + 1, reader)) continue;
-        const T* dz_reader = grad_gates + g.at(g.cell(t + 1, reader, d), b, d, G);
-        const T* wk = wt + k * h;
-        for (int64_t j = 0; j < G; j += 4)
-          for (int q = 0; q < 4; ++q)
-            for (int64_t m = 0; m < h; ++m) acc[q][m] += dz_reader[j + q] * wk[(j + q) * K * h + m];
-      }
-      const T* grad_here = grad_out + g.at(cell, b, d, h);
-      for (int64_t m = 0; m < h; ++m) dh[m] = grad_here[m] + ((acc[0][m] + acc[1][m]) + (acc[2][m] + acc[3][m]));
-      const T* a = act + g.at(cell, b, d, G);  // i, f, o, g after their nonlinearities
-      const T* c = cell_state + g.at(cell, b, d, h);
-      const bool has_next = g.active(t + 1, slot);
-      const T* carry_next = has_next ? carry + g.at(g.cell(t + 1, slot, d), b, d, h) : nullptr;
-      const int64_t prev = g.previous(t, slot, d);
-      const T* c_prev = prev == kInit ? c0 + d * h : cell_state + g.at(prev, b, d, h);
-      T* carry_here = carry + g.at(cell, b, d, h);
-      for (int64_t m = 0; m < h; ++m) {
-        const T tc = tanh_approx(c[m]);
-        const T i = a[m], f = a[h + m], o = a[2 * h + m], gg = a[3 * h + m];
-        dc[m] = (has_next ? carry_next[m] : T(0)) + dh[m] * o * (T(1) - tc * tc);
-        dz[m] = dc[m] * gg * i * (T(1) - i);
-        dz[h + m] = dc[m] * c_prev[m] * f * (T(1) - f);
-        dz[2 * h + m] = dh[m] * tc * o * (T(1) - o);
-        dz[3 * h + m] = dc[m] * i * (T(1) - gg * gg);
-        carry_here[m] = dc[m] * f;
-      }
-      std::memcpy(grad_gates + g.at(cell, b, d, G), dz, G * sizeof(T));
-      if (prev == kInit)
-        for (int64_t m = 0; m < h; ++m) grad_c0[d * h + m] += carry_here[m];
-      const unsigned from_init = gather_reads(g, h, t, slot, d, b, out, h0, r.data());
+    for (int64_t index = begin; index < end; ++index) {
+      const Site s = g.site(t, index);
+      const int64_t d = index / g.count(t);
       T* gw = grad_weight + d * K * h * G;
-      for (int64_t m = 0; m < K * h; ++m) {
-        const T rm = r[m];
-        for (int64_t j = 0; j < G; ++j) gw[m * G + j] += rm * dz[j];
+      for (int64_t b = 0; b < g.batch; ++b) {
+        // dh: this cell's output gradient plus what the cells of step t + 1 that
+        // read it pass back; four partial sums keep the multiply-adds independent.
+        for (int q = 0; q < 4; ++q) std::memset(acc[q], 0, h * sizeof(T));
+        for (int64_t k = 0; k < K; ++k) {
+          if (s.readers[k] == kNone) continue;
+          const T* dz_reader = grad_gates + g.at(s.readers[k], b, d, G);
+          const T* wk = weight_t + (d * K + k) * G * h;
+          for (int64_t j = 0; j < G; j += 4)
+            for (int q = 0; q < 4; ++q)
+              for (int64_t m = 0; m < h; ++m) acc[q][m] += dz_reader[j + q] * wk[(j + q) * h + m];
+        }
+        const T* grad_here = grad_out + g.at(s.cell, b, d, h);
+        for (int64_t m = 0; m < h; ++m) dh[m] = grad_here[m] + ((acc[0][m] + acc[1][m]) + (acc[2][m] + acc[3][m]));
+        const T* a = act + g.at(s.cell, b, d, G);  // i, f, o, g after their nonlinearities
+        const T* c = cell_state + g.at(s.cell, b, d, h);
+        const T* carry_next = s.next == kNone ? nullptr : carry + g.at(s.next, b, d, h);
+        const T* c_prev = s.previous == kInit ? c0 + d * h : cell_state + g.at(s.previous, b, d, h);
+        T* carry_here = carry + g.at(s.cell, b, d, h);
+        for (int64_t m = 0; m < h; ++m) {
+          const T tc = tanh_approx(c[m]);
+          const T i = a[m], f = a[h + m], o = a[2 * h + m], gg = a[3 * h + m];
+          dc[m] = (carry_next ? carry_next[m] : T(0)) + dh[m] * o * (T(1) - tc * tc);
+          dz[m] = dc[m] * gg * i * (T(1) - i);
+          dz[h + m] = dc[m] * c_prev[m] * f * (T(1) - f);
+          dz[2 * h + m] = dh[m] * tc * o * (T(1) - o);
+          dz[3 * h + m] = dc[m] * i * (T(1) - gg * gg);
+          carry_here[m] = dc[m] * f;
+        }
+        std::memcpy(grad_gates + g.at(s.cell, b, d, G), dz, G * sizeof(T));
+        if (s.previous == kInit)
+          for (int64_t m = 0; m < h; ++m) grad_c0[d * h + m] += carry_here[m];
+        gather_reads(g, s, h, b, d, out, h0, r.data());
+        for (int64_t m = 0; m < K * h; ++m) {
+          const T rm = r[m];
+          for (int64_t j = 0; j < G; ++j) gw[m * G + j] += rm * dz[j];
+        }
+        for (int64_t k = 0; k < K; ++k)
+          if (s.reads[k] == kInit)
+            for (int64_t j = 0; j < G; ++j)
+              for (int64_t m = 0; m < h; ++m)
+                grad_h0[d * h + m] += dz[j] * weight_t[((d * K + k) * G + j) * h + m];
       }
-      for (int64_t k = 0; k < K; ++k)
-        if (from_init >> k & 1)
-          for (int64_t j = 0; j < G; ++j)
-            for (int64_t m = 0; m < h; ++m) grad_h0[d * h + m] += dz[j] * wt[j * K * h + k * h + m];
     }
   });
 }
@@ -253,6 +268,7 @@ std::vector<torch::Tensor> scan_forward(torch::Tensor gates_in, torch::Tensor we
                                         torch::Tensor c0, bool rows, std::vector<int64_t> offsets,
                                         std::vector<bool> mirrored) {
   TORCH_CHECK(gates_in.size(4) % 4 == 0, "lstm_scan kernel: gates must be 4h wide");
+  TORCH_CHECK((int64_t)offsets.size() <= kMaxTaps, "lstm_scan kernel: too many taps");
   const auto state = geometry(gates_in, gates_in.size(4) / 4, rows, offsets, mirrored);
   weight = weight.contiguous(), h0 = h0.contiguous(), c0 = c0.contiguous();
   auto shape = gates_in.sizes().vec();
@@ -278,7 +294,9 @@ std::vector<torch::Tensor> scan_backward(torch::Tensor grad_out, torch::Tensor a
   grad_out = grad_out.contiguous(), h0 = h0.contiguous(), c0 = c0.contiguous();
   const auto g = geometry(grad_out, grad_out.size(4), rows, offsets, mirrored);
   const int64_t h = g.hidden, K = offsets.size();
-  auto weight_t = weight.transpose(1, 2).contiguous();  // (D, 4h, K h)
+  TORCH_CHECK((int64_t)offsets.size() <= kMaxTaps, "lstm_scan kernel: too many taps");
+  // (D, K, 4h, h): block k of the weight, transposed.
+  auto weight_t = weight.reshape({g.dirs, K, h, 4 * h}).transpose(2, 3).contiguous();
   auto grad_gates = torch::empty_like(act);
   auto carry = torch::empty_like(cell_state);
   const int64_t partial_size = g.dirs * K * h * 4 * h + 2 * g.dirs * h;
