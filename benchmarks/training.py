@@ -12,12 +12,14 @@ Each measurement runs in its own process so that the peak resident memory
     python benchmarks/training.py                   # everything, on CUDA if present
     python benchmarks/training.py --device cpu --batch-sizes 64 --only diagonal_bilstm
     python benchmarks/training.py --reference       # the plain autograd recurrences
+    python benchmarks/training.py --scan torch      # the PyTorch scan instead of the CPU kernel
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -26,6 +28,7 @@ import time
 import torch
 
 import pixelrnn
+from pixelrnn import scan_kernel
 from pixelrnn.runtime import keep_freed_memory
 
 MNIST = {
@@ -84,6 +87,8 @@ def main() -> None:
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     parser.add_argument("--reference", action="store_true", help="plain autograd recurrences")
+    parser.add_argument("--scan", choices=["native", "torch"], default="native",
+                        help="fused CPU scan: the compiled kernel (default) or PyTorch")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -99,8 +104,13 @@ def main() -> None:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
                          32, {a: cifar for a in archs}))
+    os.environ["PIXELRNN_NATIVE"] = "1" if args.scan == "native" else "0"
+    path = "reference" if args.reference else "fused"
+    if not args.reference and args.device == "cpu":
+        native = args.scan == "native" and scan_kernel.load() is not None  # build it before timing
+        path += ", CPU scan " + ("compiled kernel" if native else "PyTorch")
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"bf16={args.bf16} path={'reference' if args.reference else 'fused'}")
+          f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
           f"{'peak MiB':>9} {'epoch (50k)':>12}")
     for label, size, table in settings:

@@ -1,0 +1,68 @@
+"""The trained models shipped under checkpoints/: loadable, carded, evaluable, and as good as stated."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_training import pixelrnn_cli
+
+import pixelrnn
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (ROOT / "checkpoints").iterdir() if p.is_dir())
+SHARED = Path(os.environ.get("PIXELRNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ARCHITECTURES = {"pixelcnn": "pixelcnn", "row-lstm": "row_lstm", "diagonal-bilstm": "diagonal_bilstm"}
+
+
+def best_record(folder: Path) -> dict:
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
+    return min(records, key=lambda r: r["valid_nll_nats"])
+
+
+def test_the_diagonal_bilstm_and_the_pixelcnn_are_shipped():
+    names = {p.name for p in SHIPPED}
+    assert {"binarized-mnist-diagonal-bilstm", "binarized-mnist-pixelcnn"} <= names
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_matches_its_name_and_card(folder):
+    model = pixelrnn.load_model(folder)
+    expected = next(arch for suffix, arch in ARCHITECTURES.items() if folder.name.endswith(suffix))
+    assert model.config.architecture == expected and model.config.levels == 2
+    card = (folder / "README.md").read_text()
+    best = best_record(folder)
+    assert f"**{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats**" in card
+    assert (folder / "curves.png").stat().st_size > 0
+    assert (folder / "best.safetensors").stat().st_size < 4 * 2**20  # "a few MB at most"
+
+
+@pytest.fixture(scope="module")
+def test_file_folder(tmp_path_factory):
+    """A binarized_mnist_test.amat of the benchmark's format: 10,000 lines of 784 values."""
+    folder = tmp_path_factory.mktemp("binarized_mnist")
+    values = np.random.default_rng(0).integers(0, 2, (10_000, 784))
+    np.savetxt(folder / "binarized_mnist_test.amat", values, fmt="%d")
+    return folder
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_evaluates_a_test_file(folder, test_file_folder):
+    result = pixelrnn_cli("evaluate", "--checkpoint", str(folder), "--dataset", "binarized-mnist",
+                          "--data-dir", str(test_file_folder), "--split", "test", "--limit", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["split"] == "test" and report["images"] == 5 and report["nll_nats"] > 0
+
+
+@pytest.mark.skipif(not (SHARED / "binarized_mnist").is_dir(), reason="shared data folder absent")
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_scores_what_its_card_says_on_validation_images(folder):
+    """The first 500 validation images: within 4 standard errors of the card's full-split NLL."""
+    images = pixelrnn.load_dataset("binarized-mnist", "valid", SHARED / "binarized_mnist")[:500]
+    report = pixelrnn.evaluate(pixelrnn.load_model(folder), images)
+    best = best_record(folder)
+    assert abs(report.nll_nats - best["valid_nll_nats"]) < 4 * report.nll_nats_stderr
