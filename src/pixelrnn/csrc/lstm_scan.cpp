@@ -2,12 +2,12 @@
 //
 // Same recurrence, same layout: maps are (H, W, B, D, F) contiguous, a step
 // updates the cells of one row ("rows") or one diagonal ("diagonals"), each
-// cell's LSTM state lives in a slot (its column, or its row). Per (direction,
-// slot, batch) item a step does the state-to-state product, the gates and the
-// cell update in one pass over a few cache lines, and the items of a step run
-// in parallel (at::parallel_for). The backward gathers each cell's hidden-state
-// gradient from the cells that read it one step later, so items never write to
-// shared memory except through per-thread weight-gradient buffers.
+// cell's LSTM state lives in a slot (its column, or its row). For each image at
+// each (direction, slot) site a step does the state-to-state product, the gates
+// and the cell update in one pass over a few cache lines; the sites of a step
+// run in parallel (at::parallel_for). The backward gathers each cell's
+// hidden-state gradient from the cells that read it one step later, so sites
+// never write to shared memory except through per-thread weight-gradient buffers.
 //
 // Supported plans: "rows" with any offsets; "diagonals" with offsets in {0, -1}
 // (every read is then the previous step's cell, the initial state or padding).
