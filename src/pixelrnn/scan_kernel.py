@@ -51,6 +51,17 @@ def _machine_tag() -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def _put_ninja_on_path() -> None:
+    """PyTorch runs `ninja` from PATH; the pip package's binary may not be on it (an unactivated venv)."""
+    try:
+        import ninja
+    except ImportError:
+        return
+    path = os.environ.get("PATH", "")
+    if ninja.BIN_DIR not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join(filter(None, [ninja.BIN_DIR, path]))
+
+
 @functools.cache
 def load() -> ModuleType | None:
     """The compiled module, building it on first use; None where it cannot be built."""
@@ -59,6 +70,7 @@ def load() -> ModuleType | None:
     root = Path(os.environ.get("PIXELRNN_CACHE") or Path.home() / ".cache" / "pixelrnn")
     build = root / "kernels" / f"lstm_scan-{_machine_tag()}"
     try:
+        _put_ninja_on_path()
         build.mkdir(parents=True, exist_ok=True)
         if not any(build.glob("*.so")):
             print("pixelrnn: building the CPU LSTM kernel (once per machine, about 30 s)", file=sys.stderr)
