@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from pixelrnn import checkpoints as ckpt
+from pixelrnn.errors import PixelRNNError
 
 TRAIN = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4",
          "--layers", "1", "--batch-size", "8", "--steps", "20", "--checkpoint-every", "3",
@@ -85,3 +86,30 @@ def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
     second.run()
     for p, q in zip(straight.model.parameters(), second.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):
+    """--resume --lr: the rate changes from the resumed step on, is recorded, and survives resumes."""
+    from pixelrnn.cards import write_card
+    from pixelrnn.training import TrainConfig, Trainer
+
+    rates = []
+    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
+                  checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
+    Trainer(TrainConfig(steps=4, **config), progress=False).run()
+    changed = Trainer(TrainConfig(steps=6, **config), resume=True, progress=False, new_lr=1e-4)
+    original_step = changed.optimizer.step
+    monkeypatch.setattr(changed.optimizer, "step",
+                        lambda: (rates.append(changed.optimizer.param_groups[0]["lr"]), original_step())[1])
+    changed.run()
+    assert rates == [1e-4, 1e-4]
+    assert changed.config.lr == 1e-3 and changed.config.lr_changes == [[4, 1e-4]]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["lr_changes"] == [[4, 1e-4]]
+    again = Trainer(TrainConfig(steps=8, **config), resume=True, progress=False, new_lr=1e-4)
+    assert again.config.lr_changes == [[4, 1e-4]] and again.config.base_lr(6) == 1e-4
+    assert again.config.base_lr(3) == 1e-3
+    card = write_card(tmp_path / "run").read_text()
+    assert "lr 0.001, 0.0001 from step 4" in card and "--resume --lr 0.0001" in card
+    with pytest.raises(PixelRNNError, match="resumed run only"):
+        Trainer(TrainConfig(steps=2, **{**config, "out": str(tmp_path / "new")}), new_lr=1e-4)

@@ -30,6 +30,12 @@ def _command(config: dict) -> str:
     return " ".join(parts)
 
 
+def _lr_resumes(config: dict) -> list[str]:
+    """The resumes that changed the learning rate, as commands."""
+    return [f"# at step {at}: pixelrnn train --out {config['out']} --resume --lr {lr}"
+            for at, lr in config.get("lr_changes", [])]
+
+
 def write_card(run_dir: str | Path, hardware: str | None = None) -> Path:
     """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors."""
     run = Path(run_dir)
@@ -57,7 +63,9 @@ def write_card(run_dir: str | Path, hardware: str | None = None) -> Path:
         f"| configuration | {cfg.architecture}, h = {cfg.hidden}, {cfg.layers} layers, head {cfg.head}, "
         f"{cfg.output} output, residual {cfg.residual}, skip {cfg.skip} |",
         f"| parameters | {parameter_count(model):,} stored, {parameter_count(model, effective=True):,} effective |",
-        f"| training | {config['optimizer']} lr {config['lr']}, batch {config['batch_size']}, "
+        f"| training | {config['optimizer']} lr {config['lr']}"
+        + "".join(f", {lr} from step {at}" for at, lr in config.get("lr_changes", []))
+        + f", batch {config['batch_size']}, "
         f"clip {config['clip']}, seed {config['seed']} |",
         f"| progress | {last['epoch']:.2f} epochs ({last['step']} steps) |",
         f"| wall time | {hours:.2f} h on {hardware} |",
@@ -65,7 +73,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None) -> Path:
         f"({best['valid_bits_per_dim']:.4f} bits/dim) at step {best['step']} (epoch {best['epoch']:.2f}) |",
         "",
         "Command (run from the repository root; `--resume` continues it exactly):",
-        "", "```", _command(config), "```", "",
+        "", "```", _command(config), *_lr_resumes(config), "```", "",
         "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
         + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
         "",

@@ -45,14 +45,15 @@ def _train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         model=args.model, dataset=args.dataset, out=args.out, data_dir=args.data_dir,
         epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
-        lr=args.lr, lr_decay=args.lr_decay, clip=args.clip, hidden=args.hidden, layers=args.layers,
+        lr=1e-3 if args.lr is None else args.lr, lr_decay=args.lr_decay, clip=args.clip, hidden=args.hidden, layers=args.layers,
         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         patience=args.patience, binarize=args.binarize, image_size=args.image_size,
         channels=args.channels, limit=args.limit,
     )
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
-    trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet)
+    trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
+                      new_lr=args.lr if args.resume else None)
     print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
           f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}", file=sys.stderr)
     result = trainer.run()
@@ -209,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--steps", type=int)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam"])
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr", type=float,
+                       help="learning rate (default 1e-3); with --resume: continue at this rate")
     train.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch")
     train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 for none")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")

@@ -68,6 +68,11 @@ class TrainConfig:
     image_size: int = 32
     channels: int = 3
     limit: int | None = None  # use only the first N training images
+    lr_changes: list = dataclasses.field(default_factory=list)  # [step, lr]: set on --resume --lr
+
+    def base_lr(self, step: int) -> float:
+        """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
+        return next((lr for at, lr in reversed(self.lr_changes) if at <= step), self.lr)
 
     def model_options(self, channels: int, levels: int) -> dict:
         """The paper's configuration for this data where there is one, with overrides."""
@@ -86,7 +91,8 @@ class Trainer:
     """Runs one training run; ``Trainer(config).run()``."""
 
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True, new_lr: float | None = None) -> None:
+        """``new_lr`` (with ``resume``): continue with this learning rate from the resumed step."""
         self.out, self.progress = Path(config.out), progress
         last = self.out / ckpt.LAST
         if resume:  # the run's own configuration, with a new step or epoch budget if given
@@ -96,6 +102,8 @@ class Trainer:
             if config.epochs is not None or config.steps is not None:
                 saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
             config = dataclasses.replace(saved, out=str(self.out), data_dir=config.data_dir or saved.data_dir)
+        elif new_lr is not None:
+            raise PixelRNNError("a new learning rate applies to a resumed run only (--resume)")
         self.config = config
         if config.optimizer not in ("rmsprop", "adam"):
             raise PixelRNNError(f"unknown optimizer {config.optimizer!r}; known: rmsprop, adam")
@@ -105,6 +113,9 @@ class Trainer:
         self._load_data()
         if resume:
             self._restore(last)
+            if new_lr is not None and new_lr != config.base_lr(self.state["step"]):
+                config.lr_changes = [*config.lr_changes, [self.state["step"], new_lr]]
+                self._write_run_json()
         else:
             if self.out.exists() and any(self.out.iterdir()) and not force:
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
@@ -118,10 +129,13 @@ class Trainer:
             self.data_rng = torch.Generator().manual_seed(config.seed + 1)
             self.state = {"step": 0, "epoch": 0, "position": 0, "best_valid": None,
                           "evals_without_gain": 0, "train_sum": 0.0, "train_count": 0}
-            ckpt.atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(config), indent=2).encode())
+            self._write_run_json()
         check_compatible(self.model, self.train_images, self.levels, f"dataset {config.dataset}")
 
     # --- setup -----------------------------------------------------------------------------
+
+    def _write_run_json(self) -> None:
+        ckpt.atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
 
     def _load_data(self) -> None:
         cfg = self.config
@@ -234,7 +248,7 @@ class Trainer:
 
     def _step(self, batch: torch.Tensor, epoch: int) -> float:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * self.config.lr_decay ** epoch
+            group["lr"] = self.config.base_lr(self.state["step"]) * self.config.lr_decay ** epoch
         self.optimizer.zero_grad(set_to_none=True)
         loss = -self.model.log_prob(batch).mean()
         loss.backward()
