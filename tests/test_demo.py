@@ -32,7 +32,8 @@ def test_demo_writes_the_pictures_and_the_report(tiny_run, tmp_path):
 
 
 def test_model_card(tiny_run):
-    card = write_card(tiny_run).read_text()
+    card = write_card(tiny_run, note="stopped early.").read_text()
+    assert card.rstrip().endswith("Status: stopped early.")
     assert "diagonal_bilstm, h = 4, 1 layers" in card
     assert "pixelrnn train --model diagonal_bilstm --dataset digits" in card
     assert "best validation NLL" in card and "![training curve](curves.png)" in card

@@ -36,8 +36,8 @@ def _lr_resumes(config: dict) -> list[str]:
             for at, lr in config.get("lr_changes", [])]
 
 
-def write_card(run_dir: str | Path, hardware: str | None = None) -> Path:
-    """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors."""
+def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None) -> Path:
+    """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors (+ a status note)."""
     run = Path(run_dir)
     metrics_path = run / "metrics.jsonl"
     if not (run / BEST).is_file() or not metrics_path.is_file():
@@ -83,6 +83,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None) -> Path:
     ]
     lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"
               for r in records]
+    if note:
+        lines += ["", "Status: " + note]
     target = run / "README.md"
     atomic_write(target, ("\n".join(lines) + "\n").encode())
     return target

@@ -172,7 +172,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _card(args: argparse.Namespace) -> None:
     from .cards import write_card
 
-    print(write_card(args.run_dir, args.hardware))
+    print(write_card(args.run_dir, args.hardware, args.note))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="write a run folder's model card (README.md)")
     card.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
     card.add_argument("--hardware", help="where it was trained (default: this machine)")
+    card.add_argument("--note", help="a status paragraph at the end (how far the run is, what is next)")
     card.set_defaults(run=_card)
 
     data = argparse.ArgumentParser(add_help=False)
