@@ -45,7 +45,8 @@ def _train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         model=args.model, dataset=args.dataset, out=args.out, data_dir=args.data_dir,
         epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
-        lr=1e-3 if args.lr is None else args.lr, lr_decay=args.lr_decay, clip=args.clip, hidden=args.hidden, layers=args.layers,
+        lr=TrainConfig.lr if args.lr is None else args.lr, lr_decay=args.lr_decay, clip=args.clip,
+        hidden=args.hidden, layers=args.layers,
         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         patience=args.patience, binarize=args.binarize, image_size=args.image_size,
         channels=args.channels, limit=args.limit,

@@ -61,6 +61,7 @@ constexpr int kMaxTaps = 16;  // recurrent taps per cell (the wrapper checks)
 
 // Where one (step, slot, direction) site reads and writes, the same for every image.
 struct Site {
+  int64_t direction;
   int64_t cell;                   // the cell updated here, flat r * W + c
   int64_t previous;               // the cell its slot held before (kInit at the slot's start)
   int64_t next;                   // the slot's cell at the next step, or kNone
@@ -95,7 +96,7 @@ struct Geometry {
   // Site `index` of step t: direction index / count(t), slot first(t) + index % count(t).
   Site site(int64_t t, int64_t index) const {
     const int64_t d = index / count(t), slot = first(t) + index % count(t);
-    Site s{cell(t, slot, d), previous(t, slot, d), active(t + 1, slot) ? cell(t + 1, slot, d) : kNone, {}, {}};
+    Site s{d, cell(t, slot, d), previous(t, slot, d), active(t + 1, slot) ? cell(t + 1, slot, d) : kNone, {}, {}};
     for (size_t k = 0; k < offsets.size(); ++k) {
       s.reads[k] = previous(t, slot + offsets[k], d);
       const int64_t reader = slot - offsets[k];
@@ -153,7 +154,7 @@ void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weig
     T *z = z_buffer.get(G), *z2 = z2_buffer.get(G);
     for (int64_t index = begin; index < end; ++index) {
       const Site s = g.site(t, index);
-      const int64_t d = index / g.count(t);
+      const int64_t d = s.direction;
       const T* w = weight + d * K * h * G;  // (K h, 4h) of direction d
       for (int64_t b = 0; b < g.batch; ++b) {
         std::memcpy(z, gates_in + g.at(s.cell, b, d, G), G * sizeof(T));
@@ -207,7 +208,7 @@ void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act
     T* acc[4] = {acc_buffer[0].get(h), acc_buffer[1].get(h), acc_buffer[2].get(h), acc_buffer[3].get(h)};
     for (int64_t index = begin; index < end; ++index) {
       const Site s = g.site(t, index);
-      const int64_t d = index / g.count(t);
+      const int64_t d = s.direction;
       T* gw = grad_weight + d * K * h * G;
       for (int64_t b = 0; b < g.batch; ++b) {
         // dh: this cell's output gradient plus what the cells of step t + 1 that
