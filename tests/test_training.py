@@ -110,6 +110,39 @@ def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):
     assert again.config.lr_changes == [[4, 1e-4]] and again.config.base_lr(6) == 1e-4
     assert again.config.base_lr(3) == 1e-3
     card = write_card(tmp_path / "run").read_text()
-    assert "lr 0.001, 0.0001 from step 4" in card and "--resume --lr 0.0001" in card
+    assert "lr 0.001, 0.0001 from step 4" in card and "--lr-at 4:0.0001" in card
     with pytest.raises(PixelRNNError, match="resumed run only"):
         Trainer(TrainConfig(steps=2, **{**config, "out": str(tmp_path / "new")}), new_lr=1e-4)
+
+
+def test_learning_rate_schedule(tmp_path, monkeypatch):
+    """--lr-at STEP:LR: the rate changes at those steps, in a new run and added on resume; the
+    card's one command (--lr-at) trains the same schedule; past steps and bad rates are refused."""
+    from pixelrnn.cards import write_card
+    from pixelrnn.training import TrainConfig, Trainer
+
+    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
+                  checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
+
+    def rates_of(trainer):
+        rates, original_step = [], trainer.optimizer.step
+        monkeypatch.setattr(trainer.optimizer, "step",
+                            lambda: (rates.append(trainer.optimizer.param_groups[0]["lr"]), original_step())[1])
+        trainer.run()
+        return rates
+
+    first = Trainer(TrainConfig(steps=4, lr_changes=[[3, 1e-5], [1, 1e-4]], **config), progress=False)
+    assert first.config.lr_changes == [[1, 1e-4], [3, 1e-5]]
+    assert rates_of(first) == [1e-3, 1e-4, 1e-4, 1e-5]
+    resumed = Trainer(TrainConfig(steps=6, lr_changes=[[5, 2e-5]], **config), resume=True, progress=False)
+    assert rates_of(resumed) == [1e-5, 2e-5]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["lr_changes"] == [[1, 1e-4], [3, 1e-5], [5, 2e-5]]
+    card = write_card(tmp_path / "run").read_text()
+    assert "--lr-at 1:0.0001 --lr-at 3:1e-05 --lr-at 5:2e-05" in card
+    with pytest.raises(PixelRNNError, match="from step 6 on"):
+        Trainer(TrainConfig(steps=8, lr_changes=[[5, 1e-5]], **config), resume=True, progress=False)
+    with pytest.raises(PixelRNNError, match="rate > 0"):
+        Trainer(TrainConfig(steps=2, lr_changes=[[1, 0.0]], **{**config, "out": str(tmp_path / "new")}))
+    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--lr-at", "10=1e-4")
+    assert result.returncode == 2 and "is not STEP:LR" in result.stderr

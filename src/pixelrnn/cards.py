@@ -27,13 +27,8 @@ def _command(config: dict) -> str:
             parts.append(f"{flag} {value}")
     if config.get("binarize"):
         parts.append("--binarize")
+    parts += [f"--lr-at {at}:{lr}" for at, lr in config.get("lr_changes", [])]
     return " ".join(parts)
-
-
-def _lr_resumes(config: dict) -> list[str]:
-    """The resumes that changed the learning rate, as commands."""
-    return [f"# at step {at}: pixelrnn train --out {config['out']} --resume --lr {lr}"
-            for at, lr in config.get("lr_changes", [])]
 
 
 def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None) -> Path:
@@ -73,7 +68,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         f"({best['valid_bits_per_dim']:.4f} bits/dim) at step {best['step']} (epoch {best['epoch']:.2f}) |",
         "",
         "Command (run from the repository root; `--resume` continues it exactly):",
-        "", "```", _command(config), *_lr_resumes(config), "```", "",
+        "", "```", _command(config), "```", "",
         "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
         + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
         "",

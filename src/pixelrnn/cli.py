@@ -49,7 +49,7 @@ def _train(args: argparse.Namespace) -> None:
         hidden=args.hidden, layers=args.layers,
         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         patience=args.patience, binarize=args.binarize, image_size=args.image_size,
-        channels=args.channels, limit=args.limit,
+        channels=args.channels, limit=args.limit, lr_changes=args.lr_at or [],
     )
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
@@ -62,6 +62,18 @@ def _train(args: argparse.Namespace) -> None:
         print(f"step {result['step']}: validation NLL {result['valid_nll_nats']:.2f} nats "
               f"({result['valid_bits_per_dim']:.4f} bits/dim); best "
               f"{trainer.state['best_valid']:.2f} nats, saved in {trainer.out / 'best.safetensors'}")
+
+
+def _lr_change(text: str) -> list:
+    """``STEP:LR`` -> [STEP, LR] (argparse type of --lr-at)."""
+    try:
+        step, lr = text.split(":")
+        change = [int(step), float(lr)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not STEP:LR (for example 10000:3e-4)") from None
+    if change[0] < 0 or not change[1] > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: needs STEP >= 0 and LR > 0")
+    return change
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -214,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam"])
     train.add_argument("--lr", type=float,
                        help="learning rate (default 1e-3); with --resume: continue at this rate")
+    train.add_argument("--lr-at", type=_lr_change, action="append", metavar="STEP:LR",
+                       help="from STEP on, learning rate LR (repeatable; with --resume: added to the run's)")
     train.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch")
     train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 for none")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")

@@ -68,11 +68,21 @@ class TrainConfig:
     image_size: int = 32
     channels: int = 3
     limit: int | None = None  # use only the first N training images
-    lr_changes: list = dataclasses.field(default_factory=list)  # [step, lr]: set on --resume --lr
+    lr_changes: list = dataclasses.field(default_factory=list)  # [[step, lr], ...]: --lr-at, --resume --lr
 
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
         return next((lr for at, lr in reversed(self.lr_changes) if at <= step), self.lr)
+
+    def with_lr_changes(self, changes, from_step: int = 0) -> list:
+        """``lr_changes`` with ``changes`` ([step, lr] pairs at ``from_step`` or later) merged in, sorted."""
+        schedule = {int(at): float(lr) for at, lr in self.lr_changes}
+        for at, lr in changes:
+            if at < from_step or not lr > 0:
+                raise PixelRNNError(f"learning-rate change {at}:{lr}: needs a rate > 0 from step "
+                                    f"{from_step} on (the run's steps before it are done)")
+            schedule[int(at)] = float(lr)
+        return [[at, schedule[at]] for at in sorted(schedule)]
 
     def model_options(self, channels: int, levels: int) -> dict:
         """The paper's configuration for this data where there is one, with overrides."""
@@ -92,7 +102,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
                  progress: bool = True, new_lr: float | None = None) -> None:
-        """``new_lr`` (with ``resume``): continue with this learning rate from the resumed step."""
+        """``resume``: continue the run in ``config.out`` with its own configuration, except the step
+        or epoch budget, the data folder, and ``config.lr_changes``, which are added to its schedule;
+        ``new_lr`` (with ``resume``): continue with this learning rate from the resumed step."""
         self.out, self.progress = Path(config.out), progress
         last = self.out / ckpt.LAST
         if resume:  # the run's own configuration, with a new step or epoch budget if given
@@ -101,6 +113,7 @@ class Trainer:
             saved = TrainConfig(**ckpt.read_checkpoint(last)[1]["trainer"]["config"])
             if config.epochs is not None or config.steps is not None:
                 saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
+            requested_changes = config.lr_changes
             config = dataclasses.replace(saved, out=str(self.out), data_dir=config.data_dir or saved.data_dir)
         elif new_lr is not None:
             raise PixelRNNError("a new learning rate applies to a resumed run only (--resume)")
@@ -113,10 +126,15 @@ class Trainer:
         self._load_data()
         if resume:
             self._restore(last)
-            if new_lr is not None and new_lr != config.base_lr(self.state["step"]):
-                config.lr_changes = [*config.lr_changes, [self.state["step"], new_lr]]
+            step = self.state["step"]
+            if new_lr is not None and new_lr != config.base_lr(step):
+                requested_changes = [*requested_changes, [step, new_lr]]
+            schedule = config.with_lr_changes(requested_changes, from_step=step)
+            if schedule != config.lr_changes:
+                config.lr_changes = schedule
                 self._write_run_json()
         else:
+            config.lr_changes = dataclasses.replace(config, lr_changes=[]).with_lr_changes(config.lr_changes)
             if self.out.exists() and any(self.out.iterdir()) and not force:
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
             self.out.mkdir(parents=True, exist_ok=True)
