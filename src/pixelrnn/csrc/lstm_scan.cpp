@@ -150,17 +150,21 @@ void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weig
   const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
   at::parallel_for(0, g.dirs * g.count(t), 1, [&](int64_t begin, int64_t end) {
     Scratch<T, 4 * FixedH> z_buffer, z2_buffer;
-    std::vector<T> r(K * h);
-    T *z = z_buffer.get(G), *z2 = z2_buffer.get(G);
+    std::vector<T> read_buffer(K * h);
+    // __restrict__ here and below: no two of these pointers alias, so the compiler
+    // keeps the sums in registers and vectorises the loops over features.
+    T* __restrict__ z = z_buffer.get(G);
+    T* __restrict__ z2 = z2_buffer.get(G);
+    T* __restrict__ r = read_buffer.data();
     for (int64_t index = begin; index < end; ++index) {
       const Site s = g.site(t, index);
       const int64_t d = s.direction;
-      const T* w = weight + d * K * h * G;  // (K h, 4h) of direction d
+      const T* __restrict__ w = weight + d * K * h * G;  // (K h, 4h) of direction d
       for (int64_t b = 0; b < g.batch; ++b) {
-        std::memcpy(z, gates_in + g.at(s.cell, b, d, G), G * sizeof(T));
-        gather_reads(g, s, h, b, d, out, h0, r.data());
-        // z += r W, in two interleaved sums (independent chains of multiply-adds).
-        std::memset(z2, 0, G * sizeof(T));
+        gather_reads(g, s, h, b, d, out, h0, r);
+        // z = gates_in + r W, in two interleaved sums (independent chains of multiply-adds).
+        const T* __restrict__ z_in = gates_in + g.at(s.cell, b, d, G);
+        for (int64_t j = 0; j < G; ++j) z[j] = z_in[j], z2[j] = T(0);
         int64_t m = 0;
         for (; m + 1 < K * h; m += 2) {
           const T r0 = r[m], r1 = r[m + 1];
@@ -171,17 +175,16 @@ void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weig
         }
         if (m < K * h)
           for (int64_t j = 0; j < G; ++j) z[j] += r[m] * w[m * G + j];
-        for (int64_t j = 0; j < G; ++j) z[j] += z2[j];
-        for (int64_t j = 0; j < 3 * h; ++j) z[j] = sigmoid(z[j]);
-        for (int64_t j = 3 * h; j < G; ++j) z[j] = tanh_approx(z[j]);
-        const T* c_prev = s.previous == kInit ? c0 + d * h : cell_state + g.at(s.previous, b, d, h);
-        T* c_new = cell_state + g.at(s.cell, b, d, h);
-        T* h_new = out + g.at(s.cell, b, d, h);
+        T* __restrict__ a = act + g.at(s.cell, b, d, G);  // i, f, o, g after their nonlinearities
+        for (int64_t j = 0; j < 3 * h; ++j) a[j] = sigmoid(z[j] + z2[j]);
+        for (int64_t j = 3 * h; j < G; ++j) a[j] = tanh_approx(z[j] + z2[j]);
+        const T* __restrict__ c_prev = s.previous == kInit ? c0 + d * h : cell_state + g.at(s.previous, b, d, h);
+        T* __restrict__ c_new = cell_state + g.at(s.cell, b, d, h);
+        T* __restrict__ h_new = out + g.at(s.cell, b, d, h);
         for (int64_t j = 0; j < h; ++j) {
-          c_new[j] = z[h + j] * c_prev[j] + z[j] * z[3 * h + j];
-          h_new[j] = z[2 * h + j] * tanh_approx(c_new[j]);
+          c_new[j] = a[h + j] * c_prev[j] + a[j] * a[3 * h + j];
+          h_new[j] = a[2 * h + j] * tanh_approx(c_new[j]);
         }
-        std::memcpy(act + g.at(s.cell, b, d, G), z, G * sizeof(T));
       }
     }
   });
@@ -201,48 +204,56 @@ void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act
     T* grad_weight = partial + at::get_thread_num() * partial_size;
     T* grad_h0 = grad_weight + weight_size;
     T* grad_c0 = grad_h0 + g.dirs * h;
-    Scratch<T, FixedH> dh_buffer, dc_buffer, acc_buffer[4];
+    Scratch<T, FixedH> acc_buffer[4];
     Scratch<T, 4 * FixedH> dz_buffer;
-    std::vector<T> r(K * h);
-    T *dh = dh_buffer.get(h), *dc = dc_buffer.get(h), *dz = dz_buffer.get(G);
-    T* acc[4] = {acc_buffer[0].get(h), acc_buffer[1].get(h), acc_buffer[2].get(h), acc_buffer[3].get(h)};
+    std::vector<T> read_buffer(K * h);
+    T* __restrict__ acc0 = acc_buffer[0].get(h);  // four partial sums of dh
+    T* __restrict__ acc1 = acc_buffer[1].get(h);
+    T* __restrict__ acc2 = acc_buffer[2].get(h);
+    T* __restrict__ acc3 = acc_buffer[3].get(h);
+    T* __restrict__ dz = dz_buffer.get(G);
+    T* __restrict__ r = read_buffer.data();
     for (int64_t index = begin; index < end; ++index) {
       const Site s = g.site(t, index);
       const int64_t d = s.direction;
-      T* gw = grad_weight + d * K * h * G;
+      T* __restrict__ gw = grad_weight + d * K * h * G;
       for (int64_t b = 0; b < g.batch; ++b) {
         // dh: this cell's output gradient plus what the cells of step t + 1 that
         // read it pass back; four partial sums keep the multiply-adds independent.
-        for (int q = 0; q < 4; ++q) std::memset(acc[q], 0, h * sizeof(T));
+        for (int64_t m = 0; m < h; ++m) acc0[m] = acc1[m] = acc2[m] = acc3[m] = T(0);
         for (int64_t k = 0; k < K; ++k) {
           if (s.readers[k] == kNone) continue;
-          const T* dz_reader = grad_gates + g.at(s.readers[k], b, d, G);
-          const T* wk = weight_t + (d * K + k) * G * h;
+          const T* __restrict__ dz_reader = grad_gates + g.at(s.readers[k], b, d, G);
+          const T* __restrict__ wk = weight_t + (d * K + k) * G * h;
           for (int64_t j = 0; j < G; j += 4)
-            for (int q = 0; q < 4; ++q)
-              for (int64_t m = 0; m < h; ++m) acc[q][m] += dz_reader[j + q] * wk[(j + q) * h + m];
+            for (int64_t m = 0; m < h; ++m) {
+              acc0[m] += dz_reader[j] * wk[j * h + m];
+              acc1[m] += dz_reader[j + 1] * wk[(j + 1) * h + m];
+              acc2[m] += dz_reader[j + 2] * wk[(j + 2) * h + m];
+              acc3[m] += dz_reader[j + 3] * wk[(j + 3) * h + m];
+            }
         }
-        const T* grad_here = grad_out + g.at(s.cell, b, d, h);
-        for (int64_t m = 0; m < h; ++m) dh[m] = grad_here[m] + ((acc[0][m] + acc[1][m]) + (acc[2][m] + acc[3][m]));
-        const T* a = act + g.at(s.cell, b, d, G);  // i, f, o, g after their nonlinearities
-        const T* c = cell_state + g.at(s.cell, b, d, h);
-        const T* carry_next = s.next == kNone ? nullptr : carry + g.at(s.next, b, d, h);
-        const T* c_prev = s.previous == kInit ? c0 + d * h : cell_state + g.at(s.previous, b, d, h);
-        T* carry_here = carry + g.at(s.cell, b, d, h);
+        const T* __restrict__ grad_here = grad_out + g.at(s.cell, b, d, h);
+        const T* __restrict__ a = act + g.at(s.cell, b, d, G);  // i, f, o, g after their nonlinearities
+        const T* __restrict__ c = cell_state + g.at(s.cell, b, d, h);
+        const T* __restrict__ carry_next = s.next == kNone ? nullptr : carry + g.at(s.next, b, d, h);
+        const T* __restrict__ c_prev = s.previous == kInit ? c0 + d * h : cell_state + g.at(s.previous, b, d, h);
+        T* __restrict__ carry_here = carry + g.at(s.cell, b, d, h);
         for (int64_t m = 0; m < h; ++m) {
+          const T dh = grad_here[m] + ((acc0[m] + acc1[m]) + (acc2[m] + acc3[m]));
           const T tc = tanh_approx(c[m]);
           const T i = a[m], f = a[h + m], o = a[2 * h + m], gg = a[3 * h + m];
-          dc[m] = (carry_next ? carry_next[m] : T(0)) + dh[m] * o * (T(1) - tc * tc);
-          dz[m] = dc[m] * gg * i * (T(1) - i);
-          dz[h + m] = dc[m] * c_prev[m] * f * (T(1) - f);
-          dz[2 * h + m] = dh[m] * tc * o * (T(1) - o);
-          dz[3 * h + m] = dc[m] * i * (T(1) - gg * gg);
-          carry_here[m] = dc[m] * f;
+          const T dc = (carry_next ? carry_next[m] : T(0)) + dh * o * (T(1) - tc * tc);
+          dz[m] = dc * gg * i * (T(1) - i);
+          dz[h + m] = dc * c_prev[m] * f * (T(1) - f);
+          dz[2 * h + m] = dh * tc * o * (T(1) - o);
+          dz[3 * h + m] = dc * i * (T(1) - gg * gg);
+          carry_here[m] = dc * f;
         }
         std::memcpy(grad_gates + g.at(s.cell, b, d, G), dz, G * sizeof(T));
         if (s.previous == kInit)
           for (int64_t m = 0; m < h; ++m) grad_c0[d * h + m] += carry_here[m];
-        gather_reads(g, s, h, b, d, out, h0, r.data());
+        gather_reads(g, s, h, b, d, out, h0, r);
         for (int64_t m = 0; m < K * h; ++m) {
           const T rm = r[m];
           for (int64_t j = 0; j < G; ++j) gw[m * G + j] += rm * dz[j];
