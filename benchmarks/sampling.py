@@ -71,6 +71,9 @@ def main() -> None:
     for label, size, table in settings:
         for arch in archs:
             model = pixelrnn.build_model(arch, **table[arch]).eval()
+            # Warm-up, untimed: one-time costs (loading the compiled kernel, first allocations)
+            # would otherwise be scaled up with the naive sampler's partial timing.
+            seconds_per_image(model, 1, size, "naive", size * model.channels)
             for batch in args.batch_sizes:
                 naive = seconds_per_image(model, batch, size, "naive", args.naive_values)
                 cached = seconds_per_image(model, batch, size, "cached")
