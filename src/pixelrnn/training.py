@@ -43,6 +43,17 @@ _PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mni
 EVAL_SEED = 1234  # the fixed binarization draw of the evaluation splits
 
 
+def merge_lr_changes(schedule: list, changes, from_step: int = 0) -> list:
+    """``schedule`` ([[step, lr], ...]) with ``changes`` (at ``from_step`` or later) merged in, sorted."""
+    merged = {int(at): float(lr) for at, lr in schedule}
+    for at, lr in changes:
+        if at < from_step or not lr > 0:
+            raise PixelRNNError(f"learning-rate change {at}:{lr}: needs a rate > 0 from step "
+                                f"{from_step} on (the run's steps before it are done)")
+        merged[int(at)] = float(lr)
+    return [[at, merged[at]] for at in sorted(merged)]
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved to run.json and in every checkpoint)."""
@@ -73,16 +84,6 @@ class TrainConfig:
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
         return next((lr for at, lr in reversed(self.lr_changes) if at <= step), self.lr)
-
-    def with_lr_changes(self, changes, from_step: int = 0) -> list:
-        """``lr_changes`` with ``changes`` ([step, lr] pairs at ``from_step`` or later) merged in, sorted."""
-        schedule = {int(at): float(lr) for at, lr in self.lr_changes}
-        for at, lr in changes:
-            if at < from_step or not lr > 0:
-                raise PixelRNNError(f"learning-rate change {at}:{lr}: needs a rate > 0 from step "
-                                    f"{from_step} on (the run's steps before it are done)")
-            schedule[int(at)] = float(lr)
-        return [[at, schedule[at]] for at in sorted(schedule)]
 
     def model_options(self, channels: int, levels: int) -> dict:
         """The paper's configuration for this data where there is one, with overrides."""
@@ -129,12 +130,12 @@ class Trainer:
             step = self.state["step"]
             if new_lr is not None and new_lr != config.base_lr(step):
                 requested_changes = [*requested_changes, [step, new_lr]]
-            schedule = config.with_lr_changes(requested_changes, from_step=step)
+            schedule = merge_lr_changes(config.lr_changes, requested_changes, from_step=step)
             if schedule != config.lr_changes:
                 config.lr_changes = schedule
                 self._write_run_json()
         else:
-            config.lr_changes = dataclasses.replace(config, lr_changes=[]).with_lr_changes(config.lr_changes)
+            config.lr_changes = merge_lr_changes([], config.lr_changes)
             if self.out.exists() and any(self.out.iterdir()) and not force:
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
             self.out.mkdir(parents=True, exist_ok=True)
