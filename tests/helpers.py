@@ -21,6 +21,17 @@ def tiny_model(architecture: str, channels: int, levels: int, **overrides) -> pi
     return model.eval()
 
 
+def tiny_multiscale(architecture: str, channels: int, levels: int, factor: int = 2,
+                    **overrides) -> pixelrnn.MultiScalePixelRNN:
+    """A small random Multi-Scale PixelRNN in float64, both stages ``architecture``."""
+    torch.manual_seed(0)
+    options = dict(channels=channels, levels=levels, hidden=6, layers=2, head=24)
+    options.update(overrides)
+    model = pixelrnn.build_multiscale(architecture, factor, condition_features=8, **options).double()
+    _randomise_initial_states(model)
+    return model.eval()
+
+
 def _randomise_initial_states(model: torch.nn.Module) -> None:
     """Learned initial states start at zero; give them values so that tests see them act.
     Positive biases keep enough ReLUs of a tiny model open for every path to show."""
@@ -67,3 +78,46 @@ def all_images(channels: int, height: int, width: int, levels: int) -> torch.Ten
     n = channels * height * width
     values = torch.tensor(list(itertools.product(range(levels), repeat=n)))
     return values.view(-1, channels, height, width)
+
+
+def fit_to_correlated_images(model: torch.nn.Module, height: int, width: int) -> torch.nn.Module:
+    """Fit a tiny model (in float32) to a strongly correlated distribution: images that
+    are all one value (most of the mass) or random. Returns it in eval mode."""
+    model = model.float().train()
+    channels, levels = model.channels, model.levels
+    generator = torch.Generator().manual_seed(0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(120):
+        constant = torch.randint(0, levels, (64, 1, 1, 1), generator=generator)
+        noise = torch.randint(0, levels, (64, channels, height, width), generator=generator)
+        keep = torch.rand(64, 1, 1, 1, generator=generator) < 0.8
+        x = torch.where(keep, constant.expand_as(noise), noise)
+        optimiser.zero_grad()
+        (-model.log_prob(x).mean()).backward()
+        optimiser.step()
+    return model.eval()
+
+
+def chi_square_p_value(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's test, pooling outcomes expected fewer than 5 times into one cell."""
+    expected = probs * counts.sum()
+    small = expected < 5
+    obs = torch.cat([counts[~small], counts[small].sum().view(1)])
+    exp = torch.cat([expected[~small], expected[small].sum().view(1)])
+    keep = exp > 0
+    stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
+    dof = int(keep.sum()) - 1
+    return torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64), stat.double() / 2).item()
+
+
+def assert_samples_follow_the_model(model, height: int, width: int, method: str, n: int = 3000) -> None:
+    """Draw ``n`` images and compare their frequencies with the model's exact probabilities."""
+    channels, levels = model.channels, model.levels
+    images = all_images(channels, height, width, levels)
+    with torch.no_grad():
+        probs = model.log_prob(images).double().exp()
+    assert probs.max() > 4 / len(images)  # the fitted distribution is far from uniform
+    samples = pixelrnn.sample(model, n, height, width, seed=1, method=method)
+    index = (samples.flatten(1) * (levels ** torch.arange(samples[0].numel() - 1, -1, -1))).sum(1)
+    counts = torch.bincount(index, minlength=len(images)).double()
+    assert chi_square_p_value(counts, probs) > 1e-3

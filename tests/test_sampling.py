@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import ARCHITECTURES, all_images, tiny_model
+from helpers import (ARCHITECTURES, all_images, assert_samples_follow_the_model, chi_square_p_value,
+                     fit_to_correlated_images, tiny_model)
 
 import pixelrnn
 from pixelrnn.errors import PixelRNNError
@@ -16,47 +17,14 @@ CASES = [(arch, 1, 2, 2, 2) for arch in ARCHITECTURES] + [
 
 
 def fitted_model(arch, channels, levels, height, width):
-    """A tiny model fitted to a strongly correlated distribution: images that are all
-    one value (most of the mass) or random."""
-    model = tiny_model(arch, channels, levels, hidden=6, layers=1, head=12).float().train()
-    generator = torch.Generator().manual_seed(0)
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(120):
-        constant = torch.randint(0, levels, (64, 1, 1, 1), generator=generator)
-        noise = torch.randint(0, levels, (64, channels, height, width), generator=generator)
-        keep = torch.rand(64, 1, 1, 1, generator=generator) < 0.8
-        x = torch.where(keep, constant.expand_as(noise), noise)
-        optimiser.zero_grad()
-        (-model.log_prob(x).mean()).backward()
-        optimiser.step()
-    return model.eval()
-
-
-def chi_square_p_value(counts: torch.Tensor, probs: torch.Tensor) -> float:
-    """Pearson's test, pooling outcomes expected fewer than 5 times into one cell."""
-    expected = probs * counts.sum()
-    small = expected < 5
-    obs = torch.cat([counts[~small], counts[small].sum().view(1)])
-    exp = torch.cat([expected[~small], expected[small].sum().view(1)])
-    keep = exp > 0
-    stat = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
-    dof = int(keep.sum()) - 1
-    return torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64), stat.double() / 2).item()
+    return fit_to_correlated_images(tiny_model(arch, channels, levels, hidden=6, layers=1, head=12),
+                                    height, width)
 
 
 @pytest.mark.parametrize("method", ["cached", "naive"])
 @pytest.mark.parametrize("arch,channels,levels,height,width", CASES)
 def test_sample_frequencies_match_the_model(arch, channels, levels, height, width, method):
-    model = fitted_model(arch, channels, levels, height, width)
-    images = all_images(channels, height, width, levels)
-    with torch.no_grad():
-        probs = model.log_prob(images).double().exp()
-    assert probs.max() > 4 / len(images)  # the fitted distribution is far from uniform
-    n = 3000
-    samples = pixelrnn.sample(model, n, height, width, seed=1, method=method)
-    index = (samples.flatten(1) * (levels ** torch.arange(samples[0].numel() - 1, -1, -1))).sum(1)
-    counts = torch.bincount(index, minlength=len(images)).double()
-    assert chi_square_p_value(counts, probs) > 1e-3
+    assert_samples_follow_the_model(fitted_model(arch, channels, levels, height, width), height, width, method)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -1,4 +1,4 @@
-"""pixelrnn: PixelCNN, Row LSTM and Diagonal BiLSTM with exact discrete likelihoods.
+"""pixelrnn: PixelCNN, Row LSTM, Diagonal BiLSTM and Multi-Scale PixelRNN with exact discrete likelihoods.
 
 van den Oord, Kalchbrenner, Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
 """
@@ -10,16 +10,20 @@ from .distributions import bits_per_dim, log_prob_from_logits, nats_to_bits
 from .errors import PixelRNNError
 from .evaluation import evaluate
 from .models import ARCHITECTURES, ModelConfig, PixelRNN, build_model
+from .multiscale import MultiScaleConfig, MultiScalePixelRNN, build_multiscale
 from .sampling import complete, sample
 
 __all__ = [
     "ARCHITECTURES",
     "PAPER_CONFIGS",
     "ModelConfig",
+    "MultiScaleConfig",
+    "MultiScalePixelRNN",
     "PixelRNN",
     "PixelRNNError",
     "bits_per_dim",
     "build_model",
+    "build_multiscale",
     "build_paper_model",
     "complete",
     "evaluate",

@@ -19,11 +19,11 @@ def _command(config: dict) -> str:
              "optimizer": "--optimizer", "lr": "--lr", "lr_decay": "--lr-decay", "clip": "--clip",
              "hidden": "--hidden", "layers": "--layers", "seed": "--seed",
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
-             "patience": "--patience", "limit": "--limit"}
+             "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor"}
     parts = ["pixelrnn train"]
     for key, flag in flags.items():
         value = config.get(key)
-        if value is not None:
+        if value is not None and not (key == "scale_factor" and value == 1):
             parts.append(f"{flag} {value}")
     if config.get("binarize"):
         parts.append("--binarize")
@@ -55,8 +55,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         f"A {cfg.architecture} (PixelRNN family) trained with `pixelrnn train` on {config['dataset']}.",
         "",
         "| | |", "| --- | --- |",
-        f"| configuration | {cfg.architecture}, h = {cfg.hidden}, {cfg.layers} layers, head {cfg.head}, "
-        f"{cfg.output} output, residual {cfg.residual}, skip {cfg.skip} |",
+        f"| configuration | {cfg.summary()} |",
         f"| parameters | {parameter_count(model):,} stored, {parameter_count(model, effective=True):,} effective |",
         f"| training | {config['optimizer']} lr {config['lr']}"
         + "".join(f", {lr} from step {at}" for at, lr in config.get("lr_changes", []))

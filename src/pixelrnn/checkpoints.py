@@ -26,7 +26,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from .errors import PixelRNNError
-from .models import ModelConfig, PixelRNN
+from .multiscale import AnyModel, model_from_config
 
 FORMAT = "pixelrnn"
 VERSION = "1"
@@ -52,23 +52,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def _metadata(model: PixelRNN, kind: str, extra: dict | None) -> dict[str, str]:
+def _metadata(model: AnyModel, kind: str, extra: dict | None) -> dict[str, str]:
     meta = {"format": FORMAT, "version": VERSION, "kind": kind,
             "model_config": json.dumps(model.config.to_dict())}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     return meta
 
 
-def _model_tensors(model: PixelRNN) -> dict[str, torch.Tensor]:
+def _model_tensors(model: AnyModel) -> dict[str, torch.Tensor]:
     return {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
-def save_model(path: str | Path, model: PixelRNN, info: dict | None = None) -> None:
+def save_model(path: str | Path, model: AnyModel, info: dict | None = None) -> None:
     """Save a model's weights and configuration (and optional JSON ``info``) to ``path``."""
     atomic_write(Path(path), save_safetensors(_model_tensors(model), _metadata(model, "model", {"info": info or {}})))
 
 
-def save_training_state(path: str | Path, model: PixelRNN, optimizer: torch.optim.Optimizer,
+def save_training_state(path: str | Path, model: AnyModel, optimizer: torch.optim.Optimizer,
                         rng: dict[str, torch.Tensor], trainer: dict) -> None:
     """Save everything needed to resume training exactly."""
     tensors = _model_tensors(model)
@@ -108,13 +108,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def model_from_checkpoint(path: str | Path, tensors: dict, meta: dict) -> PixelRNN:
+def model_from_checkpoint(path: str | Path, tensors: dict, meta: dict) -> AnyModel:
     """Build the model described by a checkpoint's metadata and load its weights."""
     try:
-        config = ModelConfig(**meta["model_config"])
-    except (KeyError, TypeError, ValueError) as error:
+        model = model_from_config(meta["model_config"])
+    except (KeyError, TypeError, ValueError, PixelRNNError) as error:
         raise PixelRNNError(f"{path}: bad model configuration in the checkpoint ({error})") from None
-    model = PixelRNN(config)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
@@ -136,7 +135,7 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> PixelRNN:
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> AnyModel:
     """Load a model from a model file, a training checkpoint, or a run folder (its best model)."""
     path = resolve_model_path(path)
     tensors, meta = read_checkpoint(path)

@@ -50,6 +50,7 @@ def _train(args: argparse.Namespace) -> None:
         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         patience=args.patience, binarize=args.binarize, image_size=args.image_size,
         channels=args.channels, limit=args.limit, lr_changes=args.lr_at or [],
+        scale_factor=args.scale_factor,
     )
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 for none")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)
+    train.add_argument("--scale-factor", type=int, default=1, metavar="F",
+                       help="F > 1: a Multi-Scale PixelRNN, the image subsampled by F first (paper 3.6)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
     train.add_argument("--eval-every", type=int, metavar="STEPS", help="default: every epoch")

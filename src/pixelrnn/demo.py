@@ -53,7 +53,7 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 
 
     figures = {
         "checkpoint": str(path), "architecture": model.config.architecture,
-        "hidden": model.config.hidden, "layers": model.config.layers,
+        "model": model.config.summary(),
         "digits_test_nll_nats": report.nll_nats, "digits_test_nll_nats_stderr": report.nll_nats_stderr,
         "digits_test_bits_per_dim": report.bits_per_dim, "images": report.images,
         "training_valid_nll_nats": info.get("valid_nll_nats"), "training_step": info.get("step"),
@@ -69,7 +69,7 @@ def _write_reports(out: Path, f: dict) -> None:
     lines = [
         "# pixelrnn demo",
         "",
-        f"Model: {f['architecture']}, {f['layers']} layers, h = {f['hidden']} (`{f['checkpoint']}`).",
+        f"Model: {f['model']} (`{f['checkpoint']}`).",
         f"Its selection score during training: {valid}.",
         "",
         f"Exact NLL on the {f['images']} embedded test digits: **{f['digits_test_nll_nats']:.2f} "

@@ -60,6 +60,10 @@ class DiagonalBiLSTM(nn.Module):
     future pixels right of the current one. A 1x1 mask-B convolution brings the
     sum back to 2h.
 
+    ``condition`` (B, H, W, 2 x 4h), optional, is added to the input-to-state
+    maps of both directions (the conditional network of a Multi-Scale
+    PixelRNN, section 3.6).
+
     ``fused=True`` runs both directions in one :func:`pixelrnn.lstm_scan.lstm_scan`
     over the diagonals of the unskewed map (no skewed copies, no padding cells);
     ``fused=False`` runs :meth:`reference_recurrence`, the skew / loop / unskew
@@ -71,6 +75,7 @@ class DiagonalBiLSTM(nn.Module):
     def __init__(self, hidden: int, channels: int) -> None:
         super().__init__()
         self.hidden, self.fused = hidden, True
+        self.condition_features = self.directions * 4 * hidden
         self.input_to_state = MaskedConv2d(
             channel_groups(2 * hidden, channels),
             gate_groups(hidden, channels).repeat(self.directions),
@@ -86,17 +91,22 @@ class DiagonalBiLSTM(nn.Module):
         self.c0 = nn.Parameter(torch.zeros(self.directions, hidden))
         self.expand = masked_1x1(hidden, 2 * hidden, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         if not self.fused:
-            gates_in = self.input_to_state.forward_nhwc(x).permute(0, 3, 1, 2)
-            left_to_right, right_to_left = self.reference_recurrence(gates_in)
+            gates_in = self.input_to_state.forward_nhwc(x)
+            if condition is not None:
+                gates_in = gates_in + condition
+            left_to_right, right_to_left = self.reference_recurrence(gates_in.permute(0, 3, 1, 2))
             hidden = left_to_right + F.pad(right_to_left[:, :, :-1], (0, 0, 1, 0))
             return self.expand.forward_nhwc(hidden.permute(0, 2, 3, 1))
         _, height, width, _ = x.shape
         # The scan works on the cell-major layout (H, W, B, F); the 1x1 convolutions
         # are matrix products in any layout, so convert once, on the narrowest map.
         cells = x.permute(1, 2, 0, 3).contiguous()  # (H, W, B, 2h)
-        gates_in = self.input_to_state.forward_nhwc(cells).unflatten(-1, (self.directions, -1))
+        gates_in = self.input_to_state.forward_nhwc(cells)
+        if condition is not None:
+            gates_in = gates_in + condition.permute(1, 2, 0, 3)
+        gates_in = gates_in.unflatten(-1, (self.directions, -1))
         plan = ScanPlan("diagonals", height, width, offsets=(0, -1), mirrored=(False, True))
         hidden = lstm_scan(gates_in, self.state_to_state, self.h0, self.c0, plan)
         left_to_right, right_to_left = hidden.unbind(3)  # (H, W, B, h) each

@@ -22,14 +22,17 @@ def sigmoid_as_logits(z: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.zeros_like(z), z], dim=2)
 
 
-def log_prob_from_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Exact log-likelihood in nats of each image, shape (B,).
+def value_log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """ln p of every value given the ones before it, in nats, (B, C, H, W).
 
     logits: (B, C, levels, H, W); x: (B, C, H, W) integer values in [0, levels).
     """
-    log_probs = F.log_softmax(logits, dim=2)
-    per_value = log_probs.gather(2, x.long().unsqueeze(2)).squeeze(2)  # (B, C, H, W)
-    return per_value.flatten(1).sum(1)
+    return F.log_softmax(logits, dim=2).gather(2, x.long().unsqueeze(2)).squeeze(2)
+
+
+def log_prob_from_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Exact log-likelihood in nats of each image, shape (B,); shapes as :func:`value_log_probs`."""
+    return value_log_probs(logits, x).flatten(1).sum(1)
 
 
 def bits_per_dim(nll_nats: torch.Tensor | float, dims: int) -> torch.Tensor | float:

@@ -14,7 +14,9 @@ each layer keeps the maps it has computed so far, so the logits of pixel
 Maps are channels-last, (B, H + 2P, W + 2P, F), with a border of P cells that
 holds what a convolution's zero padding or a learned initial state would give.
 Recomputing a pixel (once per channel of RGB images) overwrites its states from
-the same neighbours, so it is exact. The results equal the full model's up to
+the same neighbours, so it is exact. A conditional model (the second stage of a
+Multi-Scale PixelRNN) takes its per-layer bias maps, (B, H, W, F) each, at
+construction; each layer adds the bias of the pixel it computes. The results equal the full model's up to
 float rounding (the same products, summed in another order).
 """
 
@@ -56,6 +58,10 @@ def _map(batch, height, width, features, pad, like) -> torch.Tensor:
     return like.new_zeros(batch, height + 2 * pad, width + 2 * pad, features)
 
 
+def _plus(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x if bias is None else x + bias
+
+
 class _PixelCNNCache:
     def __init__(self, block: PixelCNNBlock, shape, pad, like) -> None:
         self.pad = pad
@@ -63,12 +69,12 @@ class _PixelCNNCache:
         self.conv = _Conv(block.conv, pad)
         self.reduced = _map(*shape, block.conv.in_features, pad, like)  # zero padding, as F.pad
 
-    def at(self, stream: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    def at(self, stream: torch.Tensor, i: int, j: int, bias: torch.Tensor | None) -> torch.Tensor:
         p = self.pad
         self.reduced[:, p + i, p + j] = torch.relu(self.reduce.pointwise(torch.relu(stream[:, p + i, p + j])))
-        return self.expand.pointwise(torch.relu(self.conv.at(self.reduced, i, j)))
+        return self.expand.pointwise(torch.relu(_plus(self.conv.at(self.reduced, i, j), bias)))
 
-    def finish_row(self, stream: torch.Tensor, i: int) -> None:
+    def finish_row(self, stream: torch.Tensor, i: int, bias: torch.Tensor | None) -> None:
         pass
 
 
@@ -83,15 +89,15 @@ class _RowLSTMCache:
         self.h[:, pad - 1, pad : pad + width] = block.h0.detach()[0]  # the state "above" row 0
         self.c[:, pad - 1, pad : pad + width] = block.c0.detach()[0]
 
-    def at(self, stream: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    def at(self, stream: torch.Tensor, i: int, j: int, bias: torch.Tensor | None) -> torch.Tensor:
         p, half = self.pad, self.k // 2
         above = self.h[:, p + i - 1, p + j - half : p + j + half + 1].flatten(1)
-        gates = self.input_to_state.at(stream, i, j) + above @ self.weight
+        gates = _plus(self.input_to_state.at(stream, i, j), bias) + above @ self.weight
         h, c = lstm_update(gates, self.c[:, p + i - 1, p + j])
         self.h[:, p + i, p + j], self.c[:, p + i, p + j] = h, c
         return self.expand.pointwise(h)
 
-    def finish_row(self, stream: torch.Tensor, i: int) -> None:
+    def finish_row(self, stream: torch.Tensor, i: int, bias: torch.Tensor | None) -> None:
         pass
 
 
@@ -110,19 +116,20 @@ class _DiagonalBiLSTMCache:
         self.rl_h[:, pad : pad + height, pad + width], self.rl_c[:, pad : pad + height, pad + width] = h0[1], c0[1]
         self.gate_width = 4 * hid
 
-    def at(self, stream: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    def at(self, stream: torch.Tensor, i: int, j: int, bias: torch.Tensor | None) -> torch.Tensor:
         p = self.pad
-        gates = self.input_to_state.pointwise(stream[:, p + i, p + j])[:, : self.gate_width]
+        gates = _plus(self.input_to_state.pointwise(stream[:, p + i, p + j]), bias)[:, : self.gate_width]
         reads = torch.cat([self.lr_h[:, p + i, p + j - 1], self.lr_h[:, p + i - 1, p + j]], dim=-1)
         h, c = lstm_update(gates + reads @ self.weight[0], self.lr_c[:, p + i, p + j - 1])
         self.lr_h[:, p + i, p + j], self.lr_c[:, p + i, p + j] = h, c
         # The right-to-left output shifted down one row: row i - 1's (zeros above row 0).
         return self.expand.pointwise(h + self.rl_h[:, p + i - 1, p + j])
 
-    def finish_row(self, stream: torch.Tensor, i: int) -> None:
-        """Run the right-to-left LSTM over the finished row i."""
+    def finish_row(self, stream: torch.Tensor, i: int, bias: torch.Tensor | None) -> None:
+        """Run the right-to-left LSTM over the finished row i (``bias``: the row's, (B, W, 8h))."""
         p = self.pad
-        gates_row = self.input_to_state.pointwise(stream[:, p + i, p : p + self.width])[..., self.gate_width :]
+        gates_row = self.input_to_state.pointwise(stream[:, p + i, p : p + self.width])
+        gates_row = _plus(gates_row, bias)[..., self.gate_width :]
         for j in reversed(range(self.width)):
             reads = torch.cat([self.rl_h[:, p + i, p + j + 1], self.rl_h[:, p + i - 1, p + j]], dim=-1)
             h, c = lstm_update(gates_row[:, j] + reads @ self.weight[1], self.rl_c[:, p + i, p + j + 1])
@@ -138,11 +145,15 @@ class IncrementalPixelRNN:
     Call ``set_value`` for every value of pixel (i, j) that is known or drawn,
     ``logits(i, j)`` (B, C, levels) once the values before (i, j, c) are set, and
     ``finish_row(i)`` after the last pixel of row i has all its values.
+    ``conditions``: the per-layer bias maps of a conditional model, see
+    :class:`pixelrnn.models.PixelRNN`.
     """
 
     @torch.no_grad()
-    def __init__(self, model: PixelRNN, batch: int, height: int, width: int) -> None:
+    def __init__(self, model: PixelRNN, batch: int, height: int, width: int,
+                 conditions: list[torch.Tensor] | None = None) -> None:
         cfg = model.config
+        self.conditions = conditions if conditions is not None else [None] * len(model.blocks)
         self.model, self.levels, self.channels = model, cfg.levels, cfg.channels
         self.pad = pad = max(cfg.input_kernel // 2, cfg.kernel_size // 2, 1)
         like = next(model.parameters())
@@ -163,9 +174,9 @@ class IncrementalPixelRNN:
         p = self.pad
         stream = self.input_conv.at(self.canvas, i, j)
         skip_sum = None
-        for index, (cache, stored) in enumerate(zip(self.caches, self.streams)):
+        for index, (cache, stored, bias) in enumerate(zip(self.caches, self.streams, self.conditions)):
             stored[:, p + i, p + j] = stream
-            branch = cache.at(stored, i, j)
+            branch = cache.at(stored, i, j, None if bias is None else bias[:, i, j])
             stream = stream + branch if self.model.config.residual else branch
             if self.skips is not None:
                 projected = self.skips[index].pointwise(stream)
@@ -178,5 +189,5 @@ class IncrementalPixelRNN:
 
     @torch.no_grad()
     def finish_row(self, i: int) -> None:
-        for cache, stored in zip(self.caches, self.streams):
-            cache.finish_row(stored, i)
+        for cache, stored, bias in zip(self.caches, self.streams, self.conditions):
+            cache.finish_row(stored, i, None if bias is None else bias[:, i])

@@ -94,7 +94,9 @@ class PixelCNNBlock(nn.Module):
 
     ReLU -> 1x1 (2h -> h) -> ReLU -> 3x3 mask B (h -> h) -> ReLU -> 1x1 (h -> 2h),
     every convolution respecting the channel groups. The residual identity is
-    added by the model (so that it can be switched off).
+    added by the model (so that it can be switched off). ``condition`` (B, H, W, h),
+    optional, is added to the masked convolution's output (the conditional
+    network of a Multi-Scale PixelRNN, section 3.6).
     """
 
     def __init__(self, hidden: int, channels: int, kernel_size: int = 3) -> None:
@@ -103,10 +105,13 @@ class PixelCNNBlock(nn.Module):
         self.reduce = masked_1x1(2 * hidden, hidden, channels)
         self.conv = MaskedConv2d(groups_h, groups_h, kernel_size, "B")
         self.expand = masked_1x1(hidden, 2 * hidden, channels)
+        self.condition_features = hidden
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         # The inner ReLUs run in place on fresh convolution outputs (which their
         # backward does not need): no extra map is allocated and written.
         x = self.reduce.forward_nhwc(torch.relu(x))
         x = self.conv.forward_nhwc(x.relu_())
+        if condition is not None:
+            x = x + condition
         return self.expand.forward_nhwc(x.relu_())

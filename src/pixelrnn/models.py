@@ -87,6 +87,11 @@ class ModelConfig:
             if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
                 raise PixelRNNError(f"{name} must be odd and positive, got {getattr(self, name)}")
 
+    def summary(self) -> str:
+        """One line for model cards and reports."""
+        return (f"{self.architecture}, h = {self.hidden}, {self.layers} layers, head {self.head}, "
+                f"{self.output} output, residual {self.residual}, skip {self.skip}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -107,6 +112,10 @@ class PixelRNN(nn.Module):
     the logits at (c, i, j) depend only on values before (i, j, c) in raster
     order (then R, G, B inside a pixel). ``log_prob(x)`` is the exact
     log-likelihood of each image in nats, shape (B,). Any H, W >= 1.
+
+    ``conditions``, optional: one channels-last map (B, H, W, F) per block, F =
+    ``block.condition_features``, added inside the block as a bias (the
+    conditional stage of :class:`pixelrnn.multiscale.MultiScalePixelRNN`).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -164,22 +173,24 @@ class PixelRNN(nn.Module):
         dtype = self.input_conv.weight.dtype
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
         """Head input (B, H, W, 2h) for scaled channels-last images (B, H, W, C)."""
+        if conditions is not None and len(conditions) != len(self.blocks):
+            raise PixelRNNError(f"expected {len(self.blocks)} condition maps, got {len(conditions)}")
         stream = self.input_conv.forward_nhwc(x)
         skip_sum = None
         for index, block in enumerate(self.blocks):
-            branch = block(stream)
+            branch = block(stream, None if conditions is None else conditions[index])
             stream = stream + branch if self.config.residual else branch
             if self.skips is not None:
                 projected = self.skips[index].forward_nhwc(stream)
                 skip_sum = projected if skip_sum is None else skip_sum + projected
         return stream if skip_sum is None else skip_sum
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
         self.check_images(x)
         # Feature maps are channels-last, (B, H, W, F): see MaskedConv2d.forward_nhwc.
-        out = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous())
+        out = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous(), conditions)
         out = self.head_hidden.forward_nhwc(torch.relu(out))
         out = self.head_out.forward_nhwc(torch.relu(out)).permute(0, 3, 1, 2)  # (B, C x L, H, W)
         if self.config.output == "sigmoid":
@@ -209,6 +220,11 @@ def build_model(name: str, **kwargs) -> PixelRNN:
     Keyword arguments are the fields of :class:`ModelConfig` (channels, levels,
     hidden, layers, head, output, residual, skip, input_kernel, kernel_size).
     """
+    return PixelRNN(ModelConfig(architecture=name.replace("-", "_"), **model_options(kwargs)))
+
+
+def model_options(kwargs: dict) -> dict:
+    """``kwargs`` if they are all :class:`ModelConfig` fields (but the architecture), else TypeError."""
     options = {f.name for f in dataclasses.fields(ModelConfig)} - {"architecture"}
     unknown = set(kwargs) - options
     if unknown:
@@ -216,4 +232,4 @@ def build_model(name: str, **kwargs) -> PixelRNN:
             f"unknown model option(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(options))}"
         )
-    return PixelRNN(ModelConfig(architecture=name.replace("-", "_"), **kwargs))
+    return kwargs

@@ -26,6 +26,9 @@ class RowLSTM(nn.Module):
     * the LSTM update; a learned initial state (h0, c0) enters row 0;
     * a 1x1 mask-B convolution back to 2h features (the residual projection).
 
+    ``condition`` (B, H, W, 4h), optional, is added to the input-to-state maps
+    (the conditional network of a Multi-Scale PixelRNN, section 3.6).
+
     Each output pixel sees a triangle of rows above it plus the pixels left of
     it that the masked input convolution reaches. ``fused=True`` runs the
     recurrence with :func:`pixelrnn.lstm_scan.lstm_scan`; ``fused=False`` runs
@@ -37,6 +40,7 @@ class RowLSTM(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"Row LSTM kernel size must be odd and positive, got {kernel_size}")
         self.hidden, self.kernel_size, self.fused = hidden, kernel_size, True
+        self.condition_features = 4 * hidden
         self.input_to_state = MaskedConv2d(
             channel_groups(2 * hidden, channels), gate_groups(hidden, channels), (1, kernel_size), "B"
         )
@@ -49,14 +53,19 @@ class RowLSTM(nn.Module):
         self.c0 = nn.Parameter(torch.zeros(1, hidden))
         self.expand = masked_1x1(hidden, 2 * hidden, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         batch, height, width, _ = x.shape
         if not self.fused:
-            gates_in = self.input_to_state.forward_nhwc(x).permute(0, 3, 1, 2)
-            hidden = self.reference_recurrence(gates_in).permute(0, 2, 3, 1)
+            gates_in = self.input_to_state.forward_nhwc(x)
+            if condition is not None:
+                gates_in = gates_in + condition
+            hidden = self.reference_recurrence(gates_in.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             return self.expand.forward_nhwc(hidden)
         cells = x.permute(1, 2, 0, 3).contiguous()  # (H, W, B, 2h): the scan's layout
-        gates_in = self._input_to_state_cells(cells).unsqueeze(3)  # (H, W, B, 1, 4h)
+        gates_in = self._input_to_state_cells(cells)  # (H, W, B, 4h)
+        if condition is not None:
+            gates_in = gates_in + condition.permute(1, 2, 0, 3)
+        gates_in = gates_in.unsqueeze(3)  # (H, W, B, 1 direction, 4h)
         offsets = tuple(range(-(self.kernel_size // 2), self.kernel_size // 2 + 1))
         plan = ScanPlan("rows", height, width, offsets)
         hidden = lstm_scan(gates_in, self.state_to_state, self.h0, self.c0, plan).squeeze(3)

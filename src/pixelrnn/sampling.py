@@ -10,7 +10,8 @@ two methods consume the same random numbers in the same order:
   (:class:`pixelrnn.incremental.IncrementalPixelRNN`).
 
 With the same seed they return the same images, except where float rounding
-moves a probability across the drawn uniform number.
+moves a probability across the drawn uniform number. A Multi-Scale PixelRNN
+draws its small image first, then the rest of the full image given it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from .errors import PixelRNNError
 from .incremental import IncrementalPixelRNN
 from .models import PixelRNN
+from .multiscale import AnyModel, MultiScalePixelRNN, given_by_small_image, subsample
 
 METHODS = ("cached", "naive")
 
@@ -32,23 +34,23 @@ def draw(logits: torch.Tensor, uniform: torch.Tensor, temperature: float) -> tor
 
 
 @torch.no_grad()
-def _generate(model: PixelRNN, images: torch.Tensor, known_rows: int, generator: torch.Generator,
-              method: str, temperature: float, progress: bool) -> torch.Tensor:
-    """Fill rows >= known_rows of ``images`` (B, C, H, W) long in place, in raster order."""
+def _generate(model: PixelRNN, images: torch.Tensor, given: torch.Tensor, generator: torch.Generator,
+              method: str, temperature: float, progress: bool,
+              conditions: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Fill the pixels of ``images`` (B, C, H, W) long where ``given`` (H, W) is False, in
+    place, in raster order; the given pixels keep their values. ``conditions``: the
+    per-layer bias maps of a conditional model."""
     from tqdm import tqdm
 
-    if method not in METHODS:
-        raise PixelRNNError(f"unknown sampling method {method!r}; known: {', '.join(METHODS)}")
-    if temperature <= 0:
-        raise PixelRNNError(f"temperature must be positive, got {temperature}")
     batch, channels, height, width = images.shape
-    cache = IncrementalPixelRNN(model, batch, height, width) if method == "cached" else None
-    bar = tqdm(total=(height - known_rows) * width * channels, disable=not progress,
+    cache = IncrementalPixelRNN(model, batch, height, width, conditions) if method == "cached" else None
+    given = given.tolist()
+    bar = tqdm(total=sum(not g for row in given for g in row) * channels, disable=not progress,
                unit="value", desc=f"sampling ({method})", leave=False)
     for i in range(height):
         for j in range(width):
-            if i < known_rows:
-                if cache is not None:  # teacher-force the known pixel through the cache
+            if given[i][j]:
+                if cache is not None:  # teacher-force the given pixel through the cache
                     for c in range(channels):
                         cache.set_value(i, j, c, images[:, c, i, j])
                     cache.logits(i, j)
@@ -57,7 +59,7 @@ def _generate(model: PixelRNN, images: torch.Tensor, known_rows: int, generator:
                 if cache is not None:
                     logits = cache.logits(i, j)[:, c]
                 else:
-                    logits = model(images)[:, c, :, i, j]
+                    logits = model(images, conditions)[:, c, :, i, j]
                 uniform = torch.rand(batch, generator=generator, dtype=torch.float64)
                 value = draw(logits, uniform.to(logits.device), temperature)
                 images[:, c, i, j] = value
@@ -70,6 +72,30 @@ def _generate(model: PixelRNN, images: torch.Tensor, known_rows: int, generator:
     return images
 
 
+def _fill(model: AnyModel, canvas: torch.Tensor, known_rows: int, generator: torch.Generator,
+          method: str, temperature: float, progress: bool) -> torch.Tensor:
+    """Keep rows < known_rows of ``canvas`` (B, C, H, W) long and sample the rest, in place.
+
+    A multi-scale model samples (the rest of) its small image first, then the
+    full image given it: the small image's pixel (i, j) is the full image's (f i, f j).
+    """
+    if method not in METHODS:
+        raise PixelRNNError(f"unknown sampling method {method!r}; known: {', '.join(METHODS)}")
+    if temperature <= 0:
+        raise PixelRNNError(f"temperature must be positive, got {temperature}")
+    height, width = canvas.shape[-2:]
+    known = torch.arange(height).unsqueeze(1).expand(height, width) < known_rows
+    if not isinstance(model, MultiScalePixelRNN):
+        return _generate(model, canvas, known, generator, method, temperature, progress)
+    f = model.factor
+    small = subsample(canvas, f).contiguous()
+    _fill(model.small, small, -(-known_rows // f), generator, method, temperature, progress)
+    canvas[:, :, ::f, ::f] = small
+    given = known | given_by_small_image(height, width, f)
+    conditions = model.conditions(small, height, width)
+    return _generate(model.large, canvas, given, generator, method, temperature, progress, conditions)
+
+
 def _generator(seed: int | None) -> torch.Generator:
     generator = torch.Generator()
     if seed is None:
@@ -79,7 +105,7 @@ def _generator(seed: int | None) -> torch.Generator:
     return generator
 
 
-def sample(model: PixelRNN, n: int, height: int, width: int, *, seed: int | None = None,
+def sample(model: AnyModel, n: int, height: int, width: int, *, seed: int | None = None,
            method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
     """Draw ``n`` images from the model: (n, C, height, width) long in [0, levels).
 
@@ -91,12 +117,12 @@ def sample(model: PixelRNN, n: int, height: int, width: int, *, seed: int | None
     model.eval()
     device = next(model.parameters()).device
     images = torch.zeros(n, model.channels, height, width, dtype=torch.long, device=device)
-    out = _generate(model, images, 0, _generator(seed), method, temperature, progress)
+    out = _fill(model, images, 0, _generator(seed), method, temperature, progress)
     model.train(was_training)
     return out
 
 
-def complete(model: PixelRNN, images: torch.Tensor, known_rows: int, *, seed: int | None = None,
+def complete(model: AnyModel, images: torch.Tensor, known_rows: int, *, seed: int | None = None,
              method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
     """Keep rows < ``known_rows`` of each image (B, C, H, W) and sample the rest from the model."""
     model.check_images(images)
@@ -109,6 +135,6 @@ def complete(model: PixelRNN, images: torch.Tensor, known_rows: int, *, seed: in
     device = next(model.parameters()).device
     canvas = images.to(device=device, dtype=torch.long).clone()
     canvas[:, :, known_rows:] = 0
-    out = _generate(model, canvas, known_rows, _generator(seed), method, temperature, progress)
+    out = _fill(model, canvas, known_rows, _generator(seed), method, temperature, progress)
     model.train(was_training)
     return out

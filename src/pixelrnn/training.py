@@ -34,7 +34,8 @@ from .data import binarize, dataset_info, load_dataset
 from .distributions import bits_per_dim
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
-from .models import ARCHITECTURES, PixelRNN, build_model
+from .models import ARCHITECTURES, build_model
+from .multiscale import AnyModel, build_multiscale
 from .visualize import plot_curves
 
 # The binarized-MNIST paper configurations also serve the other 28x28 binary datasets.
@@ -80,6 +81,7 @@ class TrainConfig:
     channels: int = 3
     limit: int | None = None  # use only the first N training images
     lr_changes: list = dataclasses.field(default_factory=list)  # [[step, lr], ...]: --lr-at, --resume --lr
+    scale_factor: int = 1  # > 1: a Multi-Scale PixelRNN (section 3.6) with this subsampling factor
 
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
@@ -142,7 +144,7 @@ class Trainer:
             for stale in (ckpt.LAST, ckpt.BEST, "metrics.jsonl", "curves.png"):
                 (self.out / stale).unlink(missing_ok=True)
             torch.manual_seed(config.seed)
-            self.model = build_model(config.model, **config.model_options(self.channels, self.levels))
+            self.model = self._build_model()
             self.model.to(self.device)
             self.optimizer = self._make_optimizer()
             self.data_rng = torch.Generator().manual_seed(config.seed + 1)
@@ -173,6 +175,13 @@ class Trainer:
             self.levels = 2
             valid = binarize(valid, torch.Generator().manual_seed(EVAL_SEED))
         self.train_images, self.valid_images = train, valid
+
+    def _build_model(self) -> AnyModel:
+        cfg = self.config
+        options = cfg.model_options(self.channels, self.levels)
+        if cfg.scale_factor == 1:
+            return build_model(cfg.model, **options)
+        return build_multiscale(cfg.model, cfg.scale_factor, **options)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
@@ -312,7 +321,7 @@ class Trainer:
         ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer)
 
 
-def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> PixelRNN:
+def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> AnyModel:
     """Run (or resume) a training run; returns the final model."""
     trainer = Trainer(config, resume=resume, force=force, progress=progress)
     trainer.run()
