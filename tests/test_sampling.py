@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import (ARCHITECTURES, all_images, assert_samples_follow_the_model, chi_square_p_value,
+from helpers import (ARCHITECTURES, assert_samples_follow_the_model, chi_square_p_value,
                      fit_to_correlated_images, tiny_model)
 
 import pixelrnn
