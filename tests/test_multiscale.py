@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 from helpers import (ARCHITECTURES, all_images, assert_samples_follow_the_model, dependency_matrix,
@@ -113,6 +116,16 @@ def test_samplers_agree_and_completion_keeps_the_known_rows(arch):
                                                        [True, False, True, False]]
 
 
+def test_evaluation_reports_both_stages():
+    model = tiny_multiscale("pixelcnn", 1, 2).float()
+    images = torch.randint(0, 2, (7, 1, 6, 5))
+    report = pixelrnn.evaluate(model, images, batch_size=3)
+    small, rest = model.stage_log_probs(images)
+    assert report.stage_nll_nats["small_image"] == pytest.approx(-small.mean().item(), rel=1e-6)
+    assert report.stage_nll_nats["rest_given_small"] == pytest.approx(-rest.mean().item(), rel=1e-6)
+    assert report.nll_nats == pytest.approx(-model.log_prob(images).mean().item(), rel=1e-6)
+
+
 def test_checkpoint_round_trip(tmp_path):
     model = tiny_multiscale("diagonal_bilstm", 1, 2).float()
     pixelrnn.save_model(tmp_path / "m.safetensors", model)
@@ -140,7 +153,12 @@ def test_train_resume_evaluate_and_sample_from_the_command_line(tmp_path):
     result = pixelrnn_cli("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "test",
                           "--limit", "20", "--json")
     assert result.returncode == 0, result.stderr
-    assert 0 < float(result.stdout.split('"nll_nats": ')[1].split(",")[0]) < 784 * 2
+    report = json.loads(result.stdout)
+    assert 0 < report["nll_nats"] < 784 * math.log(2) * 2
+    assert report["nll_nats"] == pytest.approx(sum(report["stage_nll_nats"].values()))
+    text = pixelrnn_cli("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "test",
+                        "--limit", "20").stdout
+    assert "for the small image (pixels (f i, f j), f = 2)" in text and "exact" in text
     result = pixelrnn_cli("sample", "--checkpoint", str(run), "--n", "2", "--height", "6", "--out",
                           str(tmp_path / "s.png"), "--seed", "0")
     assert result.returncode == 0, result.stderr

@@ -101,6 +101,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"{args.dataset} {args.split}{label}: {report.images} images, NLL "
               f"{report.nll_nats:.3f} ± {report.nll_nats_stderr:.3f} nats per image, "
               f"{report.bits_per_dim:.4f} ± {report.bits_per_dim_stderr:.4f} bits/dim")
+        if report.stage_nll_nats:
+            print(f"  = {report.stage_nll_nats['small_image']:.3f} nats for the small image (pixels "
+                  f"(f i, f j), f = {model.factor}) + {report.stage_nll_nats['rest_given_small']:.3f} for "
+                  f"the rest given it; exact, since the small image is a part of the image")
 
 
 def _device():

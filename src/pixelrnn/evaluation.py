@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -9,7 +10,7 @@ import torch
 
 from .distributions import bits_per_dim
 from .errors import PixelRNNError
-from .models import PixelRNN
+from .multiscale import AnyModel, MultiScalePixelRNN
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,14 @@ class NLLReport:
     bits_per_dim_stderr: float
     images: int
     dims: int
+    # Multi-Scale PixelRNN: the mean NLL of each stage, {"small_image": ..., "rest_given_small": ...}
+    stage_nll_nats: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def check_compatible(model: PixelRNN, images: torch.Tensor, levels: int, what: str) -> None:
+def check_compatible(model: AnyModel, images: torch.Tensor, levels: int, what: str) -> None:
     """Refuse data whose channels or levels differ from the model's, with a one-line reason."""
     if images.dim() != 4:
         raise PixelRNNError(f"{what}: expected images (N, C, H, W), got shape {tuple(images.shape)}")
@@ -39,9 +42,10 @@ def check_compatible(model: PixelRNN, images: torch.Tensor, levels: int, what: s
 
 
 @torch.no_grad()
-def per_image_nll(model: PixelRNN, images: torch.Tensor, batch_size: int = 256,
+def per_image_nll(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
                   progress: bool = False) -> torch.Tensor:
-    """-ln p(x) in nats for every image, (N,) float64. Images: (N, C, H, W) in [0, levels)."""
+    """-ln p(x) in nats for every image, (N, T) float64, T terms that sum to it: one, or for a
+    Multi-Scale PixelRNN its two stages. Images: (N, C, H, W) in [0, levels)."""
     from tqdm import tqdm
 
     was_training = model.training
@@ -51,9 +55,13 @@ def per_image_nll(model: PixelRNN, images: torch.Tensor, batch_size: int = 256,
     batches = range(0, len(images), batch_size)
     for start in tqdm(batches, desc="evaluating", unit="batch", disable=not progress, leave=False):
         x = images[start : start + batch_size].to(device=device, dtype=torch.long)
-        out.append(-model.log_prob(x).double().cpu())
+        if isinstance(model, MultiScalePixelRNN):
+            terms = torch.stack(model.stage_log_probs(x), dim=1)
+        else:
+            terms = model.log_prob(x).unsqueeze(1)
+        out.append(-terms.double().cpu())
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
 
 
 def nll_report(nll: torch.Tensor, dims: int) -> NLLReport:
@@ -66,8 +74,13 @@ def nll_report(nll: torch.Tensor, dims: int) -> NLLReport:
     return NLLReport(mean, stderr, bits_per_dim(mean, dims), bits_per_dim(stderr, dims), n, dims)
 
 
-def evaluate(model: PixelRNN, images: torch.Tensor, batch_size: int = 256,
+def evaluate(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
              progress: bool = False) -> NLLReport:
-    """Exact mean NLL of ``images`` under ``model``."""
+    """Exact mean NLL of ``images`` under ``model`` (with the stages of a multi-scale model)."""
     dims = images.shape[1] * images.shape[2] * images.shape[3]
-    return nll_report(per_image_nll(model, images, batch_size, progress), dims)
+    terms = per_image_nll(model, images, batch_size, progress)
+    report = nll_report(terms.sum(1), dims)
+    if terms.shape[1] == 1:
+        return report
+    stages = dict(zip(("small_image", "rest_given_small"), terms.mean(0).tolist()))
+    return dataclasses.replace(report, stage_nll_nats=stages)
