@@ -132,8 +132,8 @@ def test_learning_rate_schedule(tmp_path, monkeypatch):
         trainer.run()
         return rates
 
-    first = Trainer(TrainConfig(steps=4, lr_changes=[[3, 1e-5], [1, 1e-4]], **config), progress=False)
-    assert first.config.lr_changes == [[1, 1e-4], [3, 1e-5]]
+    first = Trainer(TrainConfig(steps=4, lr_changes=[[3, 1e-5], [2, 1e-4], [1, 1e-4]], **config), progress=False)
+    assert first.config.lr_changes == [[1, 1e-4], [3, 1e-5]]  # sorted, the repeated rate dropped
     assert rates_of(first) == [1e-3, 1e-4, 1e-4, 1e-5]
     resumed = Trainer(TrainConfig(steps=6, lr_changes=[[5, 2e-5]], **config), resume=True, progress=False)
     assert rates_of(resumed) == [1e-5, 2e-5]

@@ -45,14 +45,16 @@ EVAL_SEED = 1234  # the fixed binarization draw of the evaluation splits
 
 
 def merge_lr_changes(schedule: list, changes, from_step: int = 0) -> list:
-    """``schedule`` ([[step, lr], ...]) with ``changes`` (at ``from_step`` or later) merged in, sorted."""
+    """``schedule`` ([[step, lr], ...]) with ``changes`` (at ``from_step`` or later) merged in,
+    sorted, without the entries that repeat the rate before them."""
     merged = {int(at): float(lr) for at, lr in schedule}
     for at, lr in changes:
         if at < from_step or not lr > 0:
             raise PixelRNNError(f"learning-rate change {at}:{lr}: needs a rate > 0 from step "
                                 f"{from_step} on (the run's steps before it are done)")
         merged[int(at)] = float(lr)
-    return [[at, merged[at]] for at in sorted(merged)]
+    steps = sorted(merged)
+    return [[at, merged[at]] for k, at in enumerate(steps) if k == 0 or merged[at] != merged[steps[k - 1]]]
 
 
 @dataclass
