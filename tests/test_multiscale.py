@@ -138,6 +138,8 @@ def test_checkpoint_round_trip(tmp_path):
 def test_bad_factor_is_refused():
     with pytest.raises(pixelrnn.PixelRNNError, match="factor must be >= 2"):
         pixelrnn.build_multiscale("row_lstm", factor=1)
+    with pytest.raises(pixelrnn.PixelRNNError, match="use log_prob"):
+        tiny_multiscale("row_lstm", 1, 2)(torch.zeros(1, 1, 4, 4, dtype=torch.long))
 
 
 def test_train_resume_evaluate_and_sample_from_the_command_line(tmp_path):

@@ -134,6 +134,10 @@ class MultiScalePixelRNN(nn.Module):
         self.large.set_fused(enabled)
         return self
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise PixelRNNError("a multi-scale model has two stages and no single logits map: use "
+                            "log_prob(x), stage_log_probs(x), or model.large(x, model.conditions(...))")
+
     def conditions(self, small: torch.Tensor, height: int, width: int) -> list[torch.Tensor]:
         """The conditional stage's per-layer bias maps for integer small images (B, C, h, w)."""
         return self.conditioner(self.small.scale(small), height, width)
