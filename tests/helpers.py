@@ -73,6 +73,29 @@ def dependency_matrix(model: pixelrnn.PixelRNN, height: int, width: int, batch: 
     return dep
 
 
+def total_probability(model, height: int, width: int) -> float:
+    """The sum of exp(log_prob) over every image of the given size (1 for an exact likelihood)."""
+    images = all_images(model.channels, height, width, model.levels)
+    with torch.no_grad():
+        return torch.cat([model.log_prob(chunk) for chunk in images.split(1024)]).exp().sum().item()
+
+
+def assert_cached_logits_equal(model: pixelrnn.PixelRNN, x: torch.Tensor, conditions=None) -> None:
+    """Feed ``x`` (B, C, H, W) value by value through the cached evaluation and compare every
+    pixel's logits with the full model's (``conditions``: a conditional stage's bias maps)."""
+    from pixelrnn.incremental import IncrementalPixelRNN
+
+    batch, channels, height, width = x.shape
+    full = model(x, conditions)
+    cache = IncrementalPixelRNN(model, batch, height, width, conditions)
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                torch.testing.assert_close(cache.logits(i, j)[:, c], full[:, c, :, i, j], rtol=0, atol=1e-12)
+                cache.set_value(i, j, c, x[:, c, i, j])
+        cache.finish_row(i)
+
+
 def all_images(channels: int, height: int, width: int, levels: int) -> torch.Tensor:
     """Every image of the given size, (levels ** (C*H*W), C, H, W) long."""
     n = channels * height * width

@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
-from helpers import (ARCHITECTURES, all_images, assert_samples_follow_the_model, dependency_matrix,
-                     fit_to_correlated_images, tiny_multiscale)
+from helpers import (ARCHITECTURES, assert_cached_logits_equal, assert_samples_follow_the_model,
+                     dependency_matrix, fit_to_correlated_images, tiny_multiscale, total_probability)
 from test_training import pixelrnn_cli
 
 import pixelrnn
-from pixelrnn.incremental import IncrementalPixelRNN
 from pixelrnn.multiscale import given_by_small_image, subsample
 
 
@@ -34,10 +33,7 @@ class ConditionalStage(torch.nn.Module):
 ])
 def test_probabilities_of_all_images_sum_to_one(arch, channels, height, width, levels, factor):
     model = tiny_multiscale(arch, channels, levels, factor)
-    images = all_images(channels, height, width, levels)
-    with torch.no_grad():
-        total = torch.cat([model.log_prob(chunk) for chunk in images.split(1024)]).exp().sum()
-    assert abs(total.item() - 1.0) < 1e-9
+    assert abs(total_probability(model, height, width) - 1.0) < 1e-9
 
 
 def test_log_prob_is_the_small_image_plus_the_values_it_does_not_hold():
@@ -80,15 +76,7 @@ def test_fused_and_reference_recurrences_agree_with_conditions(arch):
 def test_cached_logits_equal_the_conditional_stage(arch):
     model = tiny_multiscale(arch, 3, 5)
     x = torch.randint(0, 5, (2, 3, 4, 6))
-    conditions = model.conditions(subsample(x, 2), 4, 6)
-    full = model.large(x, conditions)
-    cache = IncrementalPixelRNN(model.large, 2, 4, 6, conditions)
-    for i in range(4):
-        for j in range(6):
-            for c in range(3):
-                torch.testing.assert_close(cache.logits(i, j)[:, c], full[:, c, :, i, j], rtol=0, atol=1e-12)
-                cache.set_value(i, j, c, x[:, c, i, j])
-        cache.finish_row(i)
+    assert_cached_logits_equal(model.large, x, model.conditions(subsample(x, 2), 4, 6))
 
 
 @pytest.mark.parametrize("method", ["cached", "naive"])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import (ARCHITECTURES, assert_samples_follow_the_model, chi_square_p_value,
-                     fit_to_correlated_images, tiny_model)
+from helpers import (ARCHITECTURES, assert_cached_logits_equal, assert_samples_follow_the_model,
+                     chi_square_p_value, fit_to_correlated_images, tiny_model)
 
 import pixelrnn
 from pixelrnn.errors import PixelRNNError
-from pixelrnn.incremental import IncrementalPixelRNN
 
 CASES = [(arch, 1, 2, 2, 2) for arch in ARCHITECTURES] + [
     ("pixelcnn", 3, 2, 1, 2), ("row_lstm", 1, 3, 1, 3), ("diagonal_bilstm", 3, 2, 2, 1),
@@ -41,15 +40,7 @@ def test_cached_and_naive_draw_the_same_images(arch, channels, levels):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_cached_logits_equal_the_full_model(arch):
     model = tiny_model(arch, 3, 5)
-    x = torch.randint(0, 5, (2, 3, 4, 6))
-    full = model(x)
-    cache = IncrementalPixelRNN(model, 2, 4, 6)
-    for i in range(4):
-        for j in range(6):
-            for c in range(3):
-                torch.testing.assert_close(cache.logits(i, j)[:, c], full[:, c, :, i, j], rtol=0, atol=1e-12)
-                cache.set_value(i, j, c, x[:, c, i, j])
-        cache.finish_row(i)
+    assert_cached_logits_equal(model, torch.randint(0, 5, (2, 3, 4, 6)))
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -199,10 +199,7 @@ class PixelRNN(nn.Module):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
-        if x.is_floating_point():
-            if not torch.equal(x, x.round()):
-                raise PixelRNNError("log_prob needs integer image values")
-            x = x.long()
+        x = integer_values(x)
         return log_prob_from_logits(self(x), x)
 
     def extra_repr(self) -> str:
@@ -212,6 +209,16 @@ class PixelRNN(nn.Module):
             f"hidden={cfg.hidden}, layers={cfg.layers}, head={cfg.head}, output={cfg.output}, "
             f"residual={cfg.residual}, skip={cfg.skip}"
         )
+
+
+def integer_values(x: torch.Tensor) -> torch.Tensor:
+    """Images as integer values for ``log_prob``: integer tensors as they are, floats that hold
+    whole numbers as long; PixelRNNError for anything else."""
+    if not x.is_floating_point():
+        return x
+    if not torch.equal(x, x.round()):
+        raise PixelRNNError("log_prob needs integer image values")
+    return x.long()
 
 
 def build_model(name: str, **kwargs) -> PixelRNN:

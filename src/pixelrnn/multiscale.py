@@ -29,7 +29,7 @@ from torch import nn
 
 from .distributions import value_log_probs
 from .errors import PixelRNNError
-from .models import ModelConfig, PixelRNN, model_options
+from .models import ModelConfig, PixelRNN, integer_values, model_options
 
 
 def subsample(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -145,10 +145,7 @@ class MultiScalePixelRNN(nn.Module):
     def stage_log_probs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ln p_small(s), ln p_large(x | s)) in nats, each (B,), for integer images x."""
         self.check_images(x)
-        if x.is_floating_point():
-            if not torch.equal(x, x.round()):
-                raise PixelRNNError("log_prob needs integer image values")
-            x = x.long()
+        x = integer_values(x)
         small = subsample(x, self.factor)
         height, width = x.shape[-2:]
         logits = self.large(x, self.conditions(small, height, width))
