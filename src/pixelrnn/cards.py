@@ -19,11 +19,13 @@ def _command(config: dict) -> str:
              "optimizer": "--optimizer", "lr": "--lr", "lr_decay": "--lr-decay", "clip": "--clip",
              "hidden": "--hidden", "layers": "--layers", "seed": "--seed",
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
-             "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor"}
+             "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
+             "ema": "--ema", "ema_from": "--ema-from"}
+    defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0}  # left out of the command
     parts = ["pixelrnn train"]
     for key, flag in flags.items():
         value = config.get(key)
-        if value is not None and not (key == "scale_factor" and value == 1):
+        if value is not None and not (key in defaults and value == defaults[key]):
             parts.append(f"{flag} {value}")
     if config.get("binarize"):
         parts.append("--binarize")
@@ -59,12 +61,16 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         f"| parameters | {parameter_count(model):,} stored, {parameter_count(model, effective=True):,} effective |",
         f"| training | {config['optimizer']} lr {config['lr']}"
         + "".join(f", {lr} from step {at}" for at, lr in config.get("lr_changes", []))
+        + (f", weights averaged (EMA, decay {config['ema']} per step) from step {config.get('ema_from', 0)}"
+           if config.get("ema") else "")
         + f", batch {config['batch_size']}, "
         f"clip {config['clip']}, seed {config['seed']} |",
         f"| progress | {last['epoch']:.2f} epochs ({last['step']} steps) |",
         f"| wall time | {hours:.2f} h on {hardware} |",
         f"| best validation NLL | **{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats** "
-        f"({best['valid_bits_per_dim']:.4f} bits/dim) at step {best['step']} (epoch {best['epoch']:.2f}) |",
+        f"({best['valid_bits_per_dim']:.4f} bits/dim) at step {best['step']} (epoch {best['epoch']:.2f})"
+        + (" of the averaged weights" if config.get("ema") and best["step"] > config.get("ema_from", 0) else "")
+        + " |",
         "",
         "Command (run from the repository root; `--resume` continues it exactly):",
         "", "```", _command(config), "```", "",

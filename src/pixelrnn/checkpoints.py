@@ -6,8 +6,9 @@ Never pickle: a checkpoint holds tensors and JSON only, so loading one runs no c
   :func:`save_model`) holds the weights under ``model.*`` and the model's
   configuration in the metadata.
 * A training checkpoint (``last.safetensors``) adds the optimizer state
-  (``optimizer.*``), the random generator states (``rng.*``) and the trainer's
-  progress (metadata ``trainer``), everything needed to resume exactly.
+  (``optimizer.*``), the random generator states (``rng.*``), the averaged
+  weights if the run keeps them (``average.*``) and the trainer's progress
+  (metadata ``trainer``), everything needed to resume exactly.
 
 Files are written to a temporary file in the same folder, flushed to disk and
 renamed over the old one: a process killed at any moment leaves either the old
@@ -69,9 +70,11 @@ def save_model(path: str | Path, model: AnyModel, info: dict | None = None) -> N
 
 
 def save_training_state(path: str | Path, model: AnyModel, optimizer: torch.optim.Optimizer,
-                        rng: dict[str, torch.Tensor], trainer: dict) -> None:
-    """Save everything needed to resume training exactly."""
+                        rng: dict[str, torch.Tensor], trainer: dict,
+                        extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Save everything needed to resume training exactly (``extra_tensors``: e.g. averaged weights)."""
     tensors = _model_tensors(model)
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
     state = optimizer.state_dict()
     scalars = {}
     for index, entries in state["state"].items():

@@ -50,7 +50,7 @@ def _train(args: argparse.Namespace) -> None:
         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         patience=args.patience, binarize=args.binarize, image_size=args.image_size,
         channels=args.channels, limit=args.limit, lr_changes=args.lr_at or [],
-        scale_factor=args.scale_factor,
+        scale_factor=args.scale_factor, ema=args.ema, ema_from=args.ema_from,
     )
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
@@ -236,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layers", type=int)
     train.add_argument("--scale-factor", type=int, default=1, metavar="F",
                        help="F > 1: a Multi-Scale PixelRNN, the image subsampled by F first (paper 3.6)")
+    train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="evaluate and keep an exponential moving average of the weights with this "
+                       "decay per step, e.g. 0.9995 (with --resume: starts at the resumed step)")
+    train.add_argument("--ema-from", type=int, default=0, metavar="STEP",
+                       help="the first step whose weights enter the average")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
     train.add_argument("--eval-every", type=int, metavar="STEPS", help="default: every epoch")

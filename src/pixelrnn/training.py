@@ -6,13 +6,18 @@ A run folder holds:
 * ``last.safetensors``: the latest training checkpoint (weights, optimizer,
   random generator states, progress), written every ``checkpoint_every`` steps
   and after every evaluation;
-* ``best.safetensors``: the model with the lowest validation NLL so far;
+* ``best.safetensors``: the model with the lowest validation NLL so far (with ``ema``: the
+  averaged weights, which are what is evaluated);
 * ``metrics.jsonl``: one JSON object per evaluation; ``curves.png``: its plot.
 
 Resuming reloads ``last.safetensors``; the data order of epoch e is a
 permutation drawn from a generator seeded with (seed, e), and the dynamic
 binarization generator's state is saved, so on CPU a resumed run ends with
 bit-identical weights to a run that was never interrupted.
+
+With ``ema`` > 0 the trainer also keeps an exponential moving average of the
+weights (Polyak averaging, decay ``ema`` per step from step ``ema_from`` on), via
+``torch.optim.swa_utils.AveragedModel``; it is checkpointed with the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import checkpoints as ckpt
 from .configs import PAPER_CONFIGS
@@ -84,6 +90,8 @@ class TrainConfig:
     limit: int | None = None  # use only the first N training images
     lr_changes: list = dataclasses.field(default_factory=list)  # [[step, lr], ...]: --lr-at, --resume --lr
     scale_factor: int = 1  # > 1: a Multi-Scale PixelRNN (section 3.6) with this subsampling factor
+    ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay per step
+    ema_from: int = 0  # the first step whose weights enter the average
 
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
@@ -109,16 +117,20 @@ class Trainer:
                  progress: bool = True, new_lr: float | None = None) -> None:
         """``resume``: continue the run in ``config.out`` with its own configuration, except the step
         or epoch budget, the data folder, and ``config.lr_changes``, which are added to its schedule;
-        ``new_lr`` (with ``resume``): continue with this learning rate from the resumed step."""
+        ``new_lr`` (with ``resume``): continue with this learning rate from the resumed step;
+        ``config.ema`` (with ``resume``, for a run without an average): start averaging the weights
+        from the resumed step (or ``config.ema_from`` if later)."""
         self.out, self.progress = Path(config.out), progress
         last = self.out / ckpt.LAST
+        if not 0 <= config.ema < 1:
+            raise PixelRNNError(f"--ema {config.ema}: the decay must be in [0, 1), e.g. 0.9995")
         if resume:  # the run's own configuration, with a new step or epoch budget if given
             if not last.is_file():
                 raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
             saved = TrainConfig(**ckpt.read_checkpoint(last)[1]["trainer"]["config"])
             if config.epochs is not None or config.steps is not None:
                 saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
-            requested_changes = config.lr_changes
+            requested_changes, requested_ema = config.lr_changes, (config.ema, config.ema_from)
             config = dataclasses.replace(saved, out=str(self.out), data_dir=config.data_dir or saved.data_dir)
         elif new_lr is not None:
             raise PixelRNNError("a new learning rate applies to a resumed run only (--resume)")
@@ -135,7 +147,7 @@ class Trainer:
             if new_lr is not None and new_lr != config.base_lr(step):
                 requested_changes = [*requested_changes, [step, new_lr]]
             schedule = merge_lr_changes(config.lr_changes, requested_changes, from_step=step)
-            if schedule != config.lr_changes:
+            if schedule != config.lr_changes or self._start_average(*requested_ema, step):
                 config.lr_changes = schedule
                 self._write_run_json()
         else:
@@ -149,6 +161,7 @@ class Trainer:
             self.model = self._build_model()
             self.model.to(self.device)
             self.optimizer = self._make_optimizer()
+            self.average = self._make_average()
             self.data_rng = torch.Generator().manual_seed(config.seed + 1)
             self.state = {"step": 0, "epoch": 0, "position": 0, "best_valid": None,
                           "evals_without_gain": 0, "train_sum": 0.0, "train_count": 0}
@@ -191,6 +204,29 @@ class Trainer:
             return torch.optim.Adam(params, lr=self.config.lr)
         return torch.optim.RMSprop(params, lr=self.config.lr)
 
+    def _make_average(self) -> AveragedModel | None:
+        if not self.config.ema:
+            return None
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema))
+
+    def _start_average(self, decay: float, from_step: int, step: int) -> bool:
+        """On resume: begin averaging the weights (``--ema``) if the run does not yet; True if it began."""
+        if not decay or decay == self.config.ema:
+            return False
+        if self.config.ema:
+            raise PixelRNNError(f"{self.out}: this run already averages its weights with decay "
+                                f"{self.config.ema}; it cannot change")
+        self.config.ema, self.config.ema_from = decay, max(from_step, step)
+        self.average = self._make_average()
+        return True
+
+    @property
+    def evaluated_model(self) -> AnyModel:
+        """The weights that are evaluated and saved as the best model: the average once it has begun."""
+        if self.average is not None and self.average.n_averaged > 0:
+            return self.average.module
+        return self.model
+
     def _restore(self, path: Path) -> None:
         tensors, meta = ckpt.read_checkpoint(path)
         if meta.get("kind") != "training":
@@ -198,6 +234,11 @@ class Trainer:
         self.model = ckpt.model_from_checkpoint(path, tensors, meta).to(self.device)
         self.optimizer = self._make_optimizer()
         ckpt.load_optimizer_state(self.optimizer, tensors, meta)
+        self.average = self._make_average()
+        if self.average is not None:
+            averaged = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
+            if averaged:  # absent if the run was stopped before its first averaged step
+                self.average.load_state_dict(averaged)
         self.data_rng = torch.Generator()
         self.data_rng.set_state(tensors["rng.data"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -285,6 +326,8 @@ class Trainer:
         if self.config.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
+        if self.average is not None and self.state["step"] >= self.config.ema_from:
+            self.average.update_parameters(self.model)
         value = loss.item()
         if not math.isfinite(value):
             raise PixelRNNError(f"the training loss became {value} at step {self.state['step']}; "
@@ -293,7 +336,7 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         state = self.state
-        report = evaluate(self.model, self.valid_images, batch_size=max(64, self.config.batch_size))
+        report = evaluate(self.evaluated_model, self.valid_images, batch_size=max(64, self.config.batch_size))
         train_nats = state["train_sum"] / max(1, state["train_count"])
         record = {
             "step": state["step"], "epoch": state["epoch"] + state["position"] / len(self.train_images),
@@ -306,7 +349,7 @@ class Trainer:
         if state["best_valid"] is None or report.nll_nats < state["best_valid"]:
             state["best_valid"] = report.nll_nats
             state["evals_without_gain"] = 0
-            ckpt.save_model(self.out / ckpt.BEST, self.model, info={
+            ckpt.save_model(self.out / ckpt.BEST, self.evaluated_model, info={
                 "dataset": self.config.dataset, "binarize": self.config.binarize, "step": state["step"],
                 "valid_nll_nats": report.nll_nats, "valid_bits_per_dim": report.bits_per_dim})
         else:
@@ -320,11 +363,13 @@ class Trainer:
     def _checkpoint(self) -> None:
         rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
         trainer = dict(self.state, elapsed_s=self._elapsed(), config=dataclasses.asdict(self.config))
-        ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer)
+        averaged = {} if self.average is None else {
+            f"average.{k}": v for k, v in self.average.state_dict().items()}
+        ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer, averaged)
 
 
 def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> AnyModel:
-    """Run (or resume) a training run; returns the final model."""
+    """Run (or resume) a training run; returns the final model (its averaged weights with ``ema``)."""
     trainer = Trainer(config, resume=resume, force=force, progress=progress)
     trainer.run()
-    return trainer.model
+    return trainer.evaluated_model
