@@ -91,14 +91,15 @@ def test_averaging_can_start_on_a_resumed_run(tmp_path, monkeypatch):
 
     run = str(tmp_path / "run")
     Trainer(TrainConfig(out=run, steps=4, eval_every=2, **CONFIG), progress=False).run()
-    resumed = Trainer(TrainConfig(out=run, steps=7, ema=0.5, **CONFIG), resume=True, progress=False)
-    assert (resumed.config.ema, resumed.config.ema_from) == (0.5, 4)
+    resumed = Trainer(TrainConfig(out=run, steps=7, ema=0.5, lr_changes=[[6, 1e-4]], **CONFIG), resume=True,
+                      progress=False)  # with a new rate: both changes are kept
+    assert (resumed.config.ema, resumed.config.ema_from, resumed.config.lr_changes) == (0.5, 4, [[6, 1e-4]])
     iterates = iterates_of(resumed, monkeypatch)
     expected = [0.25 * a + 0.25 * b + 0.5 * c for a, b, c in zip(*iterates)]
     for e, a in zip(expected, resumed.evaluated_model.parameters()):
         torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert (saved["ema"], saved["ema_from"]) == (0.5, 4)
+    assert (saved["ema"], saved["ema_from"], saved["lr_changes"]) == (0.5, 4, [[6, 1e-4]])
     again = Trainer(TrainConfig(out=run, steps=8, ema=0.5, **CONFIG), resume=True, progress=False)
     assert again.config.ema_from == 4 and again.average.n_averaged == 3
     card = write_card(tmp_path / "run").read_text()

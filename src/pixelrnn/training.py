@@ -147,7 +147,8 @@ class Trainer:
             if new_lr is not None and new_lr != config.base_lr(step):
                 requested_changes = [*requested_changes, [step, new_lr]]
             schedule = merge_lr_changes(config.lr_changes, requested_changes, from_step=step)
-            if schedule != config.lr_changes or self._start_average(*requested_ema, step):
+            averaging_starts = self._start_average(*requested_ema, step)
+            if schedule != config.lr_changes or averaging_starts:
                 config.lr_changes = schedule
                 self._write_run_json()
         else:
