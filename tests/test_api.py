@@ -96,3 +96,16 @@ def test_cuda_matches_cpu(arch):
     model = tiny_model(arch, 3, 8)
     x = torch.randint(0, 8, (2, 3, 5, 5))
     torch.testing.assert_close(model.cuda().log_prob(x.cuda()).cpu(), model.cpu().log_prob(x))
+
+
+def test_training_from_python(tmp_path):
+    """pixelrnn.train(TrainConfig(...)) trains a run folder and returns the model it saved as best
+    (with --ema, the averaged weights)."""
+    config = pixelrnn.TrainConfig(model="row_lstm", dataset="digits", out=str(tmp_path / "run"), limit=32,
+                                  hidden=4, layers=1, batch_size=8, steps=4, eval_every=4, ema=0.9, ema_from=1)
+    model = pixelrnn.train(config, progress=False)
+    best = pixelrnn.load_model(tmp_path / "run")
+    for p, q in zip(model.parameters(), best.parameters()):
+        assert torch.equal(p, q)
+    x = pixelrnn.load_dataset("digits", "test")[:2].long()
+    assert model.log_prob(x).shape == (2,)

@@ -12,6 +12,7 @@ from .evaluation import evaluate
 from .models import ARCHITECTURES, ModelConfig, PixelRNN, build_model
 from .multiscale import MultiScaleConfig, MultiScalePixelRNN, build_multiscale
 from .sampling import complete, sample
+from .training import TrainConfig, train
 
 __all__ = [
     "ARCHITECTURES",
@@ -21,6 +22,7 @@ __all__ = [
     "MultiScalePixelRNN",
     "PixelRNN",
     "PixelRNNError",
+    "TrainConfig",
     "bits_per_dim",
     "build_model",
     "build_multiscale",
@@ -34,6 +36,7 @@ __all__ = [
     "parameter_count",
     "sample",
     "save_model",
+    "train",
 ]
 
 __version__ = "0.1.0"
