@@ -102,6 +102,7 @@ def test_averaging_can_start_on_a_resumed_run(tmp_path, monkeypatch):
     assert (saved["ema"], saved["ema_from"], saved["lr_changes"]) == (0.5, 4, [[6, 1e-4]])
     again = Trainer(TrainConfig(out=run, steps=8, ema=0.5, **CONFIG), resume=True, progress=False)
     assert again.config.ema_from == 4 and again.average.n_averaged == 3
+    assert again.config.schedule_events() == [(4, "EMA 0.5"), (6, "lr 0.0001")]  # marked on the curve
     card = write_card(tmp_path / "run").read_text()
     assert "--ema 0.5 --ema-from 4" in card and "weights averaged (EMA, decay 0.5 per step) from step 4" in card
     with pytest.raises(PixelRNNError, match="already averages its weights with decay 0.5"):

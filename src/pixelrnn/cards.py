@@ -11,6 +11,8 @@ import torch
 from .checkpoints import BEST, atomic_write, model_from_checkpoint, read_checkpoint
 from .configs import parameter_count
 from .errors import PixelRNNError
+from .training import TrainConfig
+from .visualize import plot_curves
 
 
 def _command(config: dict) -> str:
@@ -34,7 +36,8 @@ def _command(config: dict) -> str:
 
 
 def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None) -> Path:
-    """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors (+ a status note)."""
+    """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors (+ a status note),
+    and redraw RUN_DIR/curves.png with the learning-rate schedule marked."""
     run = Path(run_dir)
     metrics_path = run / "metrics.jsonl"
     if not (run / BEST).is_file() or not metrics_path.is_file():
@@ -43,6 +46,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
     tensors, meta = read_checkpoint(run / BEST)
     model = model_from_checkpoint(run / BEST, tensors, meta)
+    plot_curves(records, run / "curves.png", "nats" if model.config.levels == 2 else "bits/dim",
+                TrainConfig(**config).schedule_events())  # redrawn with the schedule as it is now
     best = min(records, key=lambda r: r["valid_nll_nats"])
     last = records[-1]
     if "elapsed_s" in last:

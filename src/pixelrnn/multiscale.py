@@ -67,6 +67,11 @@ class MultiScaleConfig:
         if (self.small.channels, self.small.levels) != (self.large.channels, self.large.levels):
             raise PixelRNNError("the two stages of a multi-scale model need the same channels and levels")
 
+    @property
+    def levels(self) -> int:
+        """Values per sub-pixel, the same in both stages."""
+        return self.large.levels
+
     def summary(self) -> str:
         return (f"multi-scale, factor {self.factor}, conditioning features {self.condition_features}; "
                 f"small image: {self.small.summary()}; full image: {self.large.summary()}")

@@ -93,6 +93,13 @@ class TrainConfig:
     ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay per step
     ema_from: int = 0  # the first step whose weights enter the average
 
+    def schedule_events(self) -> list[tuple[int, str]]:
+        """[(step, label)]: the learning-rate changes and the start of weight averaging, for plots."""
+        events = [(at, f"lr {lr:g}") for at, lr in self.lr_changes]
+        if self.ema:
+            events.append((self.ema_from, f"EMA {self.ema:g}"))
+        return sorted(events)
+
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
         return next((lr for at, lr in reversed(self.lr_changes) if at <= step), self.lr)
@@ -358,7 +365,8 @@ class Trainer:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         records = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
-        plot_curves(records, self.out / "curves.png", "nats" if self.levels == 2 else "bits/dim")
+        plot_curves(records, self.out / "curves.png", "nats" if self.levels == 2 else "bits/dim",
+                    self.config.schedule_events())
         return record
 
     def _checkpoint(self) -> None:

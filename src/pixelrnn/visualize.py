@@ -11,8 +11,9 @@ import torch
 from .checkpoints import atomic_write
 
 
-def plot_curves(records: list[dict], path: str | Path, unit: str) -> None:
-    """Training and validation NLL against the step, from metrics.jsonl records."""
+def plot_curves(records: list[dict], path: str | Path, unit: str, events: list[tuple[int, str]] = ()) -> None:
+    """Training and validation NLL against the step, from metrics.jsonl records; ``events``
+    ([(step, label)], e.g. learning-rate changes) are drawn as labelled vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,6 +24,14 @@ def plot_curves(records: list[dict], path: str | Path, unit: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(steps, [r[f"train_{key}"] for r in records], "o-", label="train (running mean)")
     ax.plot(steps, [r[f"valid_{key}"] for r in records], "s-", label="validation (exact)")
+    labels: dict[int, list[str]] = {}
+    for step, label in events:
+        if step <= steps[-1]:  # scheduled changes still to come are not drawn
+            labels.setdefault(step, []).append(label)
+    for step, label in ((step, ", ".join(text)) for step, text in labels.items()):
+        ax.axvline(step, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                    textcoords="offset points", rotation=90, va="top", fontsize=7, color="dimgrey")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"NLL ({unit})")
     ax.grid(alpha=0.3)
