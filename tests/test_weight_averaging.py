@@ -113,3 +113,5 @@ def test_a_decay_outside_0_1_is_refused(tmp_path):
     result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--ema", "1.5")
     assert result.returncode == 2 and "the decay must be in [0, 1)" in result.stderr
     assert not (tmp_path / "run").exists()
+    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--ema-from", "5")
+    assert result.returncode == 2 and "--ema-from STEP needs --ema DECAY" in result.stderr

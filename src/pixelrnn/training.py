@@ -131,6 +131,8 @@ class Trainer:
         last = self.out / ckpt.LAST
         if not 0 <= config.ema < 1:
             raise PixelRNNError(f"--ema {config.ema}: the decay must be in [0, 1), e.g. 0.9995")
+        if config.ema_from and not config.ema:
+            raise PixelRNNError("--ema-from STEP needs --ema DECAY")
         if resume:  # the run's own configuration, with a new step or epoch budget if given
             if not last.is_file():
                 raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
