@@ -115,3 +115,18 @@ def test_a_decay_outside_0_1_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
     result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--ema-from", "5")
     assert result.returncode == 2 and "--ema-from STEP needs --ema DECAY" in result.stderr
+
+
+def test_a_checkpoint_without_its_average_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    assert pixelrnn_cli(*TRAIN, "--ema", "0.9", "--out", str(run)).returncode == 0
+    with safe_open(run / ckpt.LAST, "pt") as f:
+        metadata = f.metadata()
+    kept = {k: v for k, v in load_file(run / ckpt.LAST).items() if not k.startswith("average.")}
+    save_file(kept, run / ckpt.LAST, metadata)
+    result = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(run), "--resume",
+                          "--steps", "25", "--quiet")
+    assert result.returncode == 2 and "the checkpoint's average is missing" in result.stderr

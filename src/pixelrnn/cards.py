@@ -46,8 +46,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
     tensors, meta = read_checkpoint(run / BEST)
     model = model_from_checkpoint(run / BEST, tensors, meta)
-    plot_curves(records, run / "curves.png", "nats" if model.config.levels == 2 else "bits/dim",
-                TrainConfig(**config).schedule_events())  # redrawn with the schedule as it is now
+    # redrawn with the schedule as it is now (a run's own plots show only the changes made by then)
+    plot_curves(records, run / "curves.png", model.config.levels, TrainConfig(**config).schedule_events())
     best = min(records, key=lambda r: r["valid_nll_nats"])
     last = records[-1]
     if "elapsed_s" in last:

@@ -117,12 +117,19 @@ def model_from_checkpoint(path: str | Path, tensors: dict, meta: dict) -> AnyMod
         model = model_from_config(meta["model_config"])
     except (KeyError, TypeError, ValueError, PixelRNNError) as error:
         raise PixelRNNError(f"{path}: bad model configuration in the checkpoint ({error})") from None
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    expected = model.state_dict()
-    if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
-        raise PixelRNNError(f"{path}: the weights do not match the model configuration they came with")
-    model.load_state_dict(weights)
+    load_prefixed(model, tensors, "model.", f"{path}: the weights do not match the model configuration "
+                  "they came with")
     return model
+
+
+def load_prefixed(module: torch.nn.Module, tensors: dict, prefix: str, mismatch: str) -> None:
+    """Load the tensors named ``prefix`` + a key of ``module.state_dict()``; PixelRNNError(``mismatch``)
+    unless they are exactly those keys with those shapes."""
+    weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = module.state_dict()
+    if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
+        raise PixelRNNError(mismatch)
+    module.load_state_dict(weights)
 
 
 def resolve_model_path(path: str | Path) -> Path:

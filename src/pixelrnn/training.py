@@ -246,9 +246,8 @@ class Trainer:
         ckpt.load_optimizer_state(self.optimizer, tensors, meta)
         self.average = self._make_average()
         if self.average is not None:
-            averaged = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
-            if averaged:  # absent if the run was stopped before its first averaged step
-                self.average.load_state_dict(averaged)
+            ckpt.load_prefixed(self.average, tensors, "average.", f"{path}: the run averages its weights but "
+                               "the checkpoint's average is missing or does not match the model")
         self.data_rng = torch.Generator()
         self.data_rng.set_state(tensors["rng.data"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -367,8 +366,7 @@ class Trainer:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         records = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
-        plot_curves(records, self.out / "curves.png", "nats" if self.levels == 2 else "bits/dim",
-                    self.config.schedule_events())
+        plot_curves(records, self.out / "curves.png", self.levels, self.config.schedule_events())
         return record
 
     def _checkpoint(self) -> None:

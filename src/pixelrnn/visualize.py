@@ -11,15 +11,16 @@ import torch
 from .checkpoints import atomic_write
 
 
-def plot_curves(records: list[dict], path: str | Path, unit: str, events: list[tuple[int, str]] = ()) -> None:
-    """Training and validation NLL against the step, from metrics.jsonl records; ``events``
+def plot_curves(records: list[dict], path: str | Path, levels: int, events: list[tuple[int, str]] = ()) -> None:
+    """Training and validation NLL against the step, from metrics.jsonl records: in nats per image
+    for binary data (``levels`` 2, the paper's MNIST unit), else in bits/dim; ``events``
     ([(step, label)], e.g. learning-rate changes) are drawn as labelled vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key = "bits_per_dim" if unit == "bits/dim" else "nll_nats"
+    key, unit = ("nll_nats", "nats") if levels == 2 else ("bits_per_dim", "bits/dim")
     steps = [r["step"] for r in records]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(steps, [r[f"train_{key}"] for r in records], "o-", label="train (running mean)")
