@@ -142,7 +142,57 @@ def test_learning_rate_schedule(tmp_path, monkeypatch):
     assert "--lr-at 1:0.0001 --lr-at 3:1e-05 --lr-at 5:2e-05" in card
     with pytest.raises(PixelRNNError, match="from step 6 on"):
         Trainer(TrainConfig(steps=8, lr_changes=[[5, 1e-5]], **config), resume=True, progress=False)
-    with pytest.raises(PixelRNNError, match="rate > 0"):
+    with pytest.raises(PixelRNNError, match="value > 0"):
         Trainer(TrainConfig(steps=2, lr_changes=[[1, 0.0]], **{**config, "out": str(tmp_path / "new")}))
     result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--lr-at", "10=1e-4")
     assert result.returncode == 2 and "is not STEP:LR" in result.stderr
+
+
+def test_batch_size_schedule(tmp_path, monkeypatch):
+    """--resume --batch-size / --batch-at: later steps take batches of the new size from where the
+    data order stands; the change is recorded, and the card's one command (--batch-at) trains the
+    same weights; an epoch budget still means whole epochs; bad sizes are refused."""
+    from pixelrnn.cards import write_card
+    from pixelrnn.training import TrainConfig, Trainer
+
+    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
+                  checkpoint_every=2, eval_every=2)
+
+    def sizes_of(trainer):
+        sizes, original_batch = [], trainer._batch
+        monkeypatch.setattr(trainer, "_batch", lambda i: (sizes.append(len(i)), original_batch(i))[1])
+        trainer.run()
+        return sizes
+
+    resumed_dir = tmp_path / "resumed"
+    assert sizes_of(Trainer(TrainConfig(steps=3, out=str(resumed_dir), **config), progress=False)) == [8] * 3
+    resumed = Trainer(TrainConfig(steps=9, out=str(resumed_dir), **config), resume=True, progress=False,
+                      new_batch_size=4, new_eval_every=3)
+    # 24 of 40 images were seen in epoch 0; its other 16 come 4 at a time, then epoch 1
+    assert sizes_of(resumed) == [4] * 6 and resumed.state["epoch"] == 1 and resumed.state["position"] == 8
+    assert json.loads((resumed_dir / "run.json").read_text())["batch_changes"] == [[3, 4]]
+    logged = [json.loads(line)["step"] for line in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [2, 3, 6, 9]  # every 2 steps, then (from the resume) every 3 and at the end
+    card = write_card(resumed_dir).read_text()
+    assert "batch 8, 4 from step 3" in card and "--batch-at 3:4" in card
+
+    straight = Trainer(TrainConfig(steps=9, out=str(tmp_path / "straight"), batch_changes=[[3, 4]], **config),
+                       progress=False)
+    straight.run()
+    assert weights(tmp_path / "straight").keys() == weights(resumed_dir).keys()
+    for name, tensor in weights(tmp_path / "straight").items():
+        assert torch.equal(tensor, weights(resumed_dir)[name]), name
+
+    epochs = Trainer(TrainConfig(epochs=2, batch_changes=[[2, 12]], out=str(tmp_path / "epochs"),
+                                 **config), progress=False)
+    assert sizes_of(epochs) == [8, 8, 12, 12] + [12, 12, 12, 4] and epochs.state["epoch"] == 2
+    for bad in ([[1, 0]], [[1, 2.5]]):
+        with pytest.raises(PixelRNNError, match="batch-size change"):
+            Trainer(TrainConfig(steps=2, batch_changes=bad, out=str(tmp_path / "bad"), **config))
+    with pytest.raises(PixelRNNError, match="from step 9 on"):
+        Trainer(TrainConfig(steps=12, batch_changes=[[5, 2]], out=str(resumed_dir), **config), resume=True)
+    with pytest.raises(PixelRNNError, match="resumed run only"):
+        Trainer(TrainConfig(steps=2, out=str(tmp_path / "new"), **config), new_batch_size=4)
+    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--batch-at", "10:a")
+    assert result.returncode == 2 and "is not STEP:SIZE" in result.stderr

@@ -11,7 +11,7 @@ import torch
 from .checkpoints import BEST, atomic_write, model_from_checkpoint, read_checkpoint
 from .configs import parameter_count
 from .errors import PixelRNNError
-from .training import TrainConfig
+from .train_config import TrainConfig
 from .visualize import plot_curves
 
 
@@ -32,6 +32,7 @@ def _command(config: dict) -> str:
     if config.get("binarize"):
         parts.append("--binarize")
     parts += [f"--lr-at {at}:{lr}" for at, lr in config.get("lr_changes", [])]
+    parts += [f"--batch-at {at}:{size}" for at, size in config.get("batch_changes", [])]
     return " ".join(parts)
 
 
@@ -68,7 +69,9 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         + "".join(f", {lr} from step {at}" for at, lr in config.get("lr_changes", []))
         + (f", weights averaged (EMA, decay {config['ema']} per step) from step {config.get('ema_from', 0)}"
            if config.get("ema") else "")
-        + f", batch {config['batch_size']}, "
+        + f", batch {config['batch_size']}"
+        + "".join(f", {size} from step {at}" for at, size in config.get("batch_changes", []))
+        + ", "
         f"clip {config['clip']}, seed {config['seed']} |",
         f"| progress | {last['epoch']:.2f} epochs ({last['step']} steps) |",
         f"| wall time | {hours:.2f} h on {hardware} |",

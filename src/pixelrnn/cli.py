@@ -44,18 +44,21 @@ def _train(args: argparse.Namespace) -> None:
     keep_freed_memory()
     config = TrainConfig(
         model=args.model, dataset=args.dataset, out=args.out, data_dir=args.data_dir,
-        epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
+        epochs=args.epochs, steps=args.steps, optimizer=args.optimizer,
+        batch_size=TrainConfig.batch_size if args.batch_size is None else args.batch_size,
         lr=TrainConfig.lr if args.lr is None else args.lr, lr_decay=args.lr_decay, clip=args.clip,
         hidden=args.hidden, layers=args.layers,
         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
         patience=args.patience, binarize=args.binarize, image_size=args.image_size,
         channels=args.channels, limit=args.limit, lr_changes=args.lr_at or [],
+        batch_changes=args.batch_at or [],
         scale_factor=args.scale_factor, ema=args.ema, ema_from=args.ema_from,
     )
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
+    changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every)
     trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
-                      new_lr=args.lr if args.resume else None)
+                      **(changes if args.resume else {}))
     print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
           f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}", file=sys.stderr)
     result = trainer.run()
@@ -67,11 +70,20 @@ def _train(args: argparse.Namespace) -> None:
 
 def _lr_change(text: str) -> list:
     """``STEP:LR`` -> [STEP, LR] (argparse type of --lr-at; the trainer checks the values)."""
+    return _change(text, float, "STEP:LR (for example 10000:3e-4)")
+
+
+def _batch_change(text: str) -> list:
+    """``STEP:SIZE`` -> [STEP, SIZE] (argparse type of --batch-at)."""
+    return _change(text, int, "STEP:SIZE (for example 50000:16)")
+
+
+def _change(text: str, cast: type, form: str) -> list:
     try:
-        step, lr = text.split(":")
-        return [int(step), float(lr)]
+        step, value = text.split(":")
+        return [int(step), cast(value)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not STEP:LR (for example 10000:3e-4)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {form}") from None
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -224,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int)
     budget.add_argument("--steps", type=int)
-    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--batch-size", type=int,
+                       help="images per step (default 16); with --resume: continue with this size")
+    train.add_argument("--batch-at", type=_batch_change, action="append", metavar="STEP:SIZE",
+                       help="from STEP on, batch size SIZE (repeatable; with --resume: added to the run's)")
     train.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam"])
     train.add_argument("--lr", type=float,
                        help="learning rate (default 1e-3); with --resume: continue at this rate")
@@ -243,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the first step whose weights enter the average")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
-    train.add_argument("--eval-every", type=int, metavar="STEPS", help="default: every epoch")
+    train.add_argument("--eval-every", type=int, metavar="STEPS",
+                       help="default: every epoch; with --resume: from now on")
     train.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     train.add_argument("--force", action="store_true", help="start afresh in a non-empty --out")

@@ -28,105 +28,37 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import checkpoints as ckpt
-from .configs import PAPER_CONFIGS
 from .data import binarize, dataset_info, load_dataset
 from .distributions import bits_per_dim
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
-from .models import ARCHITECTURES, build_model
+from .models import build_model
 from .multiscale import AnyModel, build_multiscale
+from .train_config import TrainConfig, merge_changes
 from .visualize import plot_curves
 
-# The binarized-MNIST paper configurations also serve the other 28x28 binary datasets.
-_PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mnist",
-                  "mnist": "binarized-mnist", "fashion-mnist": "binarized-mnist"}
 EVAL_SEED = 1234  # the fixed binarization draw of the evaluation splits
-
-
-def merge_lr_changes(schedule: list, changes, from_step: int = 0) -> list:
-    """``schedule`` ([[step, lr], ...]) with ``changes`` (at ``from_step`` or later) merged in,
-    sorted, without the entries that repeat the rate before them."""
-    merged = {int(at): float(lr) for at, lr in schedule}
-    for at, lr in changes:
-        if at < from_step or not lr > 0:
-            raise PixelRNNError(f"learning-rate change {at}:{lr}: needs a rate > 0 from step "
-                                f"{from_step} on (the run's steps before it are done)")
-        merged[int(at)] = float(lr)
-    steps = sorted(merged)
-    return [[at, merged[at]] for k, at in enumerate(steps) if k == 0 or merged[at] != merged[steps[k - 1]]]
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved to run.json and in every checkpoint)."""
-
-    model: str
-    dataset: str
-    out: str
-    data_dir: str | None = None
-    epochs: int | None = None
-    steps: int | None = None
-    batch_size: int = 16
-    optimizer: str = "rmsprop"
-    lr: float = 1e-3
-    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
-    clip: float = 1.0  # gradient norm clipping (0: off)
-    hidden: int | None = None
-    layers: int | None = None
-    seed: int = 0
-    checkpoint_every: int = 500
-    eval_every: int | None = None  # steps; None: once per epoch
-    patience: int | None = None  # evaluations without improvement before stopping
-    binarize: bool = False
-    image_size: int = 32
-    channels: int = 3
-    limit: int | None = None  # use only the first N training images
-    lr_changes: list = dataclasses.field(default_factory=list)  # [[step, lr], ...]: --lr-at, --resume --lr
-    scale_factor: int = 1  # > 1: a Multi-Scale PixelRNN (section 3.6) with this subsampling factor
-    ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay per step
-    ema_from: int = 0  # the first step whose weights enter the average
-
-    def schedule_events(self) -> list[tuple[int, str]]:
-        """[(step, label)]: the learning-rate changes and the start of weight averaging, for plots."""
-        events = [(at, f"lr {lr:g}") for at, lr in self.lr_changes]
-        if self.ema:
-            events.append((self.ema_from, f"EMA {self.ema:g}"))
-        return sorted(events)
-
-    def base_lr(self, step: int) -> float:
-        """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
-        return next((lr for at, lr in reversed(self.lr_changes) if at <= step), self.lr)
-
-    def model_options(self, channels: int, levels: int) -> dict:
-        """The paper's configuration for this data where there is one, with overrides."""
-        if self.model not in ARCHITECTURES:
-            raise PixelRNNError(f"unknown model {self.model!r}; known models: {', '.join(ARCHITECTURES)}")
-        paper = next((c for c in PAPER_CONFIGS.values()
-                      if c.architecture == self.model and c.dataset == _PAPER_DATASET.get(self.dataset, self.dataset)
-                      and c.model["layers"] > 1), None)
-        options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
-        options.update(channels=channels, levels=levels)
-        options.update({k: v for k, v in (("hidden", self.hidden), ("layers", self.layers)) if v is not None})
-        return options
 
 
 class Trainer:
     """Runs one training run; ``Trainer(config).run()``."""
 
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
-                 progress: bool = True, new_lr: float | None = None) -> None:
+                 progress: bool = True, new_lr: float | None = None, new_batch_size: int | None = None,
+                 new_eval_every: int | None = None) -> None:
         """``resume``: continue the run in ``config.out`` with its own configuration, except the step
-        or epoch budget, the data folder, and ``config.lr_changes``, which are added to its schedule;
-        ``new_lr`` (with ``resume``): continue with this learning rate from the resumed step;
-        ``config.ema`` (with ``resume``, for a run without an average): start averaging the weights
-        from the resumed step (or ``config.ema_from`` if later)."""
+        or epoch budget, the data folder, and ``config.lr_changes`` and ``config.batch_changes``, which
+        are added to its schedules. With ``resume``: ``new_lr`` and ``new_batch_size`` continue with
+        this learning rate or batch size from the resumed step (recorded as schedule changes);
+        ``new_eval_every`` evaluates every N steps from now (evaluations do not change the weights);
+        ``config.ema`` (for a run without an average) starts averaging the weights from the resumed
+        step (or ``config.ema_from`` if later)."""
         self.out, self.progress = Path(config.out), progress
         last = self.out / ckpt.LAST
         if not 0 <= config.ema < 1:
@@ -139,10 +71,13 @@ class Trainer:
             saved = TrainConfig(**ckpt.read_checkpoint(last)[1]["trainer"]["config"])
             if config.epochs is not None or config.steps is not None:
                 saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
-            requested_changes, requested_ema = config.lr_changes, (config.ema, config.ema_from)
+            if new_eval_every is not None:
+                saved = dataclasses.replace(saved, eval_every=new_eval_every)
+            requested = config.lr_changes, config.batch_changes, (config.ema, config.ema_from)
             config = dataclasses.replace(saved, out=str(self.out), data_dir=config.data_dir or saved.data_dir)
-        elif new_lr is not None:
-            raise PixelRNNError("a new learning rate applies to a resumed run only (--resume)")
+        elif (new_lr, new_batch_size, new_eval_every) != (None, None, None):
+            raise PixelRNNError("a new learning rate, batch size or evaluation interval applies to a "
+                                "resumed run only (--resume)")
         self.config = config
         if config.optimizer not in ("rmsprop", "adam"):
             raise PixelRNNError(f"unknown optimizer {config.optimizer!r}; known: rmsprop, adam")
@@ -152,16 +87,10 @@ class Trainer:
         self._load_data()
         if resume:
             self._restore(last)
-            step = self.state["step"]
-            if new_lr is not None and new_lr != config.base_lr(step):
-                requested_changes = [*requested_changes, [step, new_lr]]
-            schedule = merge_lr_changes(config.lr_changes, requested_changes, from_step=step)
-            averaging_starts = self._start_average(*requested_ema, step)
-            if schedule != config.lr_changes or averaging_starts:
-                config.lr_changes = schedule
-                self._write_run_json()
+            self._extend_schedules(*requested, new_lr, new_batch_size)
         else:
-            config.lr_changes = merge_lr_changes([], config.lr_changes)
+            config.lr_changes = merge_changes([], config.lr_changes)
+            config.batch_changes = merge_changes([], config.batch_changes, what="batch-size", cast=int)
             if self.out.exists() and any(self.out.iterdir()) and not force:
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
             self.out.mkdir(parents=True, exist_ok=True)
@@ -219,16 +148,15 @@ class Trainer:
             return None
         return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema))
 
-    def _start_average(self, decay: float, from_step: int, step: int) -> bool:
-        """On resume: begin averaging the weights (``--ema``) if the run does not yet; True if it began."""
+    def _start_average(self, decay: float, from_step: int, step: int) -> None:
+        """On resume: begin averaging the weights (``--ema``) if the run does not yet."""
         if not decay or decay == self.config.ema:
-            return False
+            return
         if self.config.ema:
             raise PixelRNNError(f"{self.out}: this run already averages its weights with decay "
                                 f"{self.config.ema}; it cannot change")
         self.config.ema, self.config.ema_from = decay, max(from_step, step)
         self.average = self._make_average()
-        return True
 
     @property
     def evaluated_model(self) -> AnyModel:
@@ -236,6 +164,20 @@ class Trainer:
         if self.average is not None and self.average.n_averaged > 0:
             return self.average.module
         return self.model
+
+    def _extend_schedules(self, lr_changes: list, batch_changes: list, ema: tuple[float, int],
+                          new_lr: float | None, new_batch_size: int | None) -> None:
+        """On resume: add the requested changes (from the resumed step on) to the run's schedules."""
+        config, step = self.config, self.state["step"]
+        if new_lr is not None and new_lr != config.base_lr(step):
+            lr_changes = [*lr_changes, [step, new_lr]]
+        if new_batch_size is not None and new_batch_size != config.batch_size_at(step):
+            batch_changes = [*batch_changes, [step, new_batch_size]]
+        config.lr_changes = merge_changes(config.lr_changes, lr_changes, from_step=step)
+        config.batch_changes = merge_changes(config.batch_changes, batch_changes, from_step=step,
+                                             what="batch-size", cast=int)
+        self._start_average(*ema, step)
+        self._write_run_json()  # with the budget, schedules and intervals it continues with
 
     def _restore(self, path: Path) -> None:
         tensors, meta = ckpt.read_checkpoint(path)
@@ -264,25 +206,36 @@ class Trainer:
     # --- the loop --------------------------------------------------------------------------
 
     def total_steps(self) -> int:
-        per_epoch = -(-len(self.train_images) // self.config.batch_size)
-        return self.config.steps if self.config.steps is not None else self.config.epochs * per_epoch
+        """The step at which the budget is spent (with an epoch budget: at the current batch size)."""
+        cfg, state, n = self.config, self.state, len(self.train_images)
+        if cfg.steps is not None:
+            return cfg.steps
+        size = cfg.batch_size_at(state["step"])
+        epochs_left = cfg.epochs - state["epoch"] - 1
+        return state["step"] + -(-(n - state["position"]) // size) + max(0, epochs_left) * -(-n // size)
+
+    def _budget_spent(self) -> bool:
+        cfg, state = self.config, self.state
+        if cfg.steps is not None:
+            return state["step"] >= cfg.steps
+        return state["epoch"] + state["position"] / len(self.train_images) >= cfg.epochs
 
     def run(self) -> dict:
         """Train until the step or epoch budget (or early stopping); returns the last evaluation."""
         from tqdm import tqdm
 
-        cfg, state = self.config, self.state
-        total, n = self.total_steps(), len(self.train_images)
-        bar = tqdm(total=total, initial=state["step"], disable=not self.progress, unit="step",
+        cfg, state, n = self.config, self.state, len(self.train_images)
+        bar = tqdm(total=self.total_steps(), initial=state["step"], disable=not self.progress, unit="step",
                    dynamic_ncols=True)
         last_eval: dict = {}
         started, images_seen = time.perf_counter(), 0
         self._clock = (started, state.get("elapsed_s", 0.0))
         kill_at = int(os.environ.get("_PIXELRNN_TEST_SIGKILL_AT_STEP", "0"))
-        while state["step"] < total and not self._stopped():
+        while not self._budget_spent() and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
-            while state["position"] < n and state["step"] < total:
-                batch = self._batch(order[state["position"] : state["position"] + cfg.batch_size])
+            while state["position"] < n and not self._budget_spent():
+                size = cfg.batch_size_at(state["step"])
+                batch = self._batch(order[state["position"] : state["position"] + size])
                 loss = self._step(batch, state["epoch"])
                 state["position"] += len(batch)
                 state["step"] += 1
@@ -297,7 +250,7 @@ class Trainer:
                     os.kill(os.getpid(), signal.SIGKILL)  # tests: a crash between checkpoints
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
-                    not cfg.eval_every and epoch_done) or state["step"] == total:
+                    not cfg.eval_every and epoch_done) or self._budget_spent():
                     last_eval = self._evaluate()
                     self._checkpoint()
                     if self._stopped():

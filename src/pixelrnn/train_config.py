@@ -1,0 +1,99 @@
+"""A training run's configuration: what is trained, on what, and its schedules.
+
+Schedules are lists of ``[step, value]`` changes: ``lr_changes`` (``--lr-at``, ``--resume --lr``)
+and ``batch_changes`` (``--batch-at``, ``--resume --batch-size``). Each takes effect from its step
+on, so a resumed run with a new rate or batch size is still reproduced by one command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .configs import PAPER_CONFIGS
+from .errors import PixelRNNError
+from .models import ARCHITECTURES
+
+# The binarized-MNIST paper configurations also serve the other 28x28 binary datasets.
+_PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mnist",
+                  "mnist": "binarized-mnist", "fashion-mnist": "binarized-mnist"}
+
+
+def merge_changes(schedule: list, changes, from_step: int = 0, what: str = "learning-rate",
+                  cast: type = float) -> list:
+    """``schedule`` ([[step, value], ...]) with ``changes`` (at ``from_step`` or later) merged in,
+    sorted, without the entries that repeat the value before them; values must be > 0."""
+    merged = {int(at): cast(value) for at, value in schedule}
+    for at, value in changes:
+        if at < from_step or not value > 0 or cast(value) != value:
+            raise PixelRNNError(f"{what} change {at}:{value}: needs a value > 0 from step "
+                                f"{from_step} on (the run's steps before it are done)")
+        merged[int(at)] = cast(value)
+    steps = sorted(merged)
+    return [[at, merged[at]] for k, at in enumerate(steps) if k == 0 or merged[at] != merged[steps[k - 1]]]
+
+
+def _value_at(changes: list, step: int, initial):
+    """The value of a schedule at ``step``: the last change made by then, else ``initial``."""
+    return next((value for at, value in reversed(changes) if at <= step), initial)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved to run.json and in every checkpoint)."""
+
+    model: str
+    dataset: str
+    out: str
+    data_dir: str | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int = 16
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
+    clip: float = 1.0  # gradient norm clipping (0: off)
+    hidden: int | None = None
+    layers: int | None = None
+    seed: int = 0
+    checkpoint_every: int = 500
+    eval_every: int | None = None  # steps; None: once per epoch
+    patience: int | None = None  # evaluations without improvement before stopping
+    binarize: bool = False
+    image_size: int = 32
+    channels: int = 3
+    limit: int | None = None  # use only the first N training images
+    lr_changes: list = dataclasses.field(default_factory=list)  # [[step, lr], ...]: --lr-at, --resume --lr
+    scale_factor: int = 1  # > 1: a Multi-Scale PixelRNN (section 3.6) with this subsampling factor
+    ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay per step
+    ema_from: int = 0  # the first step whose weights enter the average
+    batch_changes: list = dataclasses.field(default_factory=list)  # [[step, size], ...]: --batch-at
+
+    def schedule_events(self) -> list[tuple[int, str]]:
+        """[(step, label)]: the learning-rate and batch-size changes and the start of weight
+        averaging, for plots."""
+        events = [(at, f"lr {lr:g}") for at, lr in self.lr_changes]
+        events += [(at, f"batch {size}") for at, size in self.batch_changes]
+        if self.ema:
+            events.append((self.ema_from, f"EMA {self.ema:g}"))
+        return sorted(events)
+
+    def base_lr(self, step: int) -> float:
+        """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
+        return _value_at(self.lr_changes, step, self.lr)
+
+    def batch_size_at(self, step: int) -> int:
+        """Images per step at ``step``: ``batch_size``, or the last change made by then."""
+        return _value_at(self.batch_changes, step, self.batch_size)
+
+    def model_options(self, channels: int, levels: int) -> dict:
+        """The paper's configuration for this data where there is one, with overrides."""
+        if self.model not in ARCHITECTURES:
+            raise PixelRNNError(f"unknown model {self.model!r}; known models: {', '.join(ARCHITECTURES)}")
+        paper = next((c for c in PAPER_CONFIGS.values()
+                      if c.architecture == self.model and c.dataset == _PAPER_DATASET.get(self.dataset, self.dataset)
+                      and c.model["layers"] > 1), None)
+        options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
+        options.update(channels=channels, levels=levels)
+        options.update({k: v for k, v in (("hidden", self.hidden), ("layers", self.layers)) if v is not None})
+        return options
