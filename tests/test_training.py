@@ -196,3 +196,23 @@ def test_batch_size_schedule(tmp_path, monkeypatch):
         Trainer(TrainConfig(steps=2, out=str(tmp_path / "new"), **config), new_batch_size=4)
     result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--batch-at", "10:a")
     assert result.returncode == 2 and "is not STEP:SIZE" in result.stderr
+
+
+def test_the_cards_command_reproduces_a_resumed_run(tmp_path):
+    """A run resumed with a new rate, batch size and evaluation interval: the one command on its
+    model card trains, from nothing, the same weights to the same step."""
+    shipped, again = tmp_path / "shipped", tmp_path / "again"
+    assert pixelrnn_cli(*TRAIN, "--out", str(shipped), "--steps", "8").returncode == 0
+    resumed = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(shipped),
+                           "--resume", "--quiet", "--steps", "14", "--batch-size", "4", "--lr", "5e-4",
+                           "--eval-every", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert pixelrnn_cli("card", str(shipped)).returncode == 0
+    card = (shipped / "README.md").read_text()
+    command = card.split("```\n")[1].split("\n")[0].split()
+    assert command[:2] == ["pixelrnn", "train"] and "--batch-at" in command and "--steps" in command
+    command[command.index("--out") + 1] = str(again)
+    assert command[command.index("--steps") + 1] == "14"
+    assert pixelrnn_cli(*command[1:], "--quiet").returncode == 0
+    for name, tensor in weights(shipped).items():
+        assert torch.equal(tensor, weights(again)[name]), name

@@ -80,8 +80,9 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         + (" of the averaged weights" if config.get("ema") and best["step"] > config.get("ema_from", 0) else "")
         + " |",
         "",
-        "Command (run from the repository root; `--resume` continues it exactly):",
-        "", "```", _command(config), "```", "",
+        f"Command that trains this run to its last evaluation, step {last['step']} (run from the "
+        "repository root; `--resume` continues the shipped run exactly):",
+        "", "```", _command({**config, "epochs": None, "steps": last["step"]}), "```", "",
         "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
         + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
         "",

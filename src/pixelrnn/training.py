@@ -13,7 +13,9 @@ A run folder holds:
 Resuming reloads ``last.safetensors``; the data order of epoch e is a
 permutation drawn from a generator seeded with (seed, e), and the dynamic
 binarization generator's state is saved, so on CPU a resumed run ends with
-bit-identical weights to a run that was never interrupted.
+bit-identical weights to a run that was never interrupted. A resumed run may
+change its learning rate and batch size from the resumed step on; the changes join
+the run's schedules (``train_config``), so one command still reproduces it.
 
 With ``ema`` > 0 the trainer also keeps an exponential moving average of the
 weights (Polyak averaging, decay ``ema`` per step from step ``ema_from`` on), via
