@@ -187,6 +187,8 @@ def test_batch_size_schedule(tmp_path, monkeypatch):
     epochs = Trainer(TrainConfig(epochs=2, batch_changes=[[2, 12]], out=str(tmp_path / "epochs"),
                                  **config), progress=False)
     assert sizes_of(epochs) == [8, 8, 12, 12] + [12, 12, 12, 4] and epochs.state["epoch"] == 2
+    with pytest.raises(PixelRNNError, match="at least 1 image"):
+        Trainer(TrainConfig(steps=2, out=str(tmp_path / "bad"), **{**config, "batch_size": 0}))
     for bad in ([[1, 0]], [[1, 2.5]]):
         with pytest.raises(PixelRNNError, match="batch-size change"):
             Trainer(TrainConfig(steps=2, batch_changes=bad, out=str(tmp_path / "bad"), **config))

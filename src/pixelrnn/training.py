@@ -85,6 +85,8 @@ class Trainer:
             raise PixelRNNError(f"unknown optimizer {config.optimizer!r}; known: rmsprop, adam")
         if (config.epochs is None) == (config.steps is None):
             raise PixelRNNError("give exactly one of --epochs and --steps")
+        if config.batch_size < 1:
+            raise PixelRNNError(f"--batch-size {config.batch_size}: needs at least 1 image a step")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._load_data()
         if resume:
