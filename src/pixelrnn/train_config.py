@@ -78,6 +78,12 @@ class TrainConfig:
             events.append((self.ema_from, f"EMA {self.ema:g}"))
         return sorted(events)
 
+    def add_changes(self, lr_changes, batch_changes, from_step: int = 0) -> None:
+        """Merge requested ``[[step, value], ...]`` changes (at ``from_step`` or later) into the
+        learning-rate and batch-size schedules; PixelRNNError for a past step or a bad value."""
+        self.lr_changes = merge_changes(self.lr_changes, lr_changes, from_step)
+        self.batch_changes = merge_changes(self.batch_changes, batch_changes, from_step, "batch-size", int)
+
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
         return _value_at(self.lr_changes, step, self.lr)

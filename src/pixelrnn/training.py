@@ -42,7 +42,7 @@ from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
 from .models import build_model
 from .multiscale import AnyModel, build_multiscale
-from .train_config import TrainConfig, merge_changes
+from .train_config import TrainConfig
 from .visualize import plot_curves
 
 EVAL_SEED = 1234  # the fixed binarization draw of the evaluation splits
@@ -93,8 +93,9 @@ class Trainer:
             self._restore(last)
             self._extend_schedules(*requested, new_lr, new_batch_size)
         else:
-            config.lr_changes = merge_changes([], config.lr_changes)
-            config.batch_changes = merge_changes([], config.batch_changes, what="batch-size", cast=int)
+            given = config.lr_changes, config.batch_changes
+            config.lr_changes, config.batch_changes = [], []
+            config.add_changes(*given)  # checked, sorted, repeats dropped
             if self.out.exists() and any(self.out.iterdir()) and not force:
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
             self.out.mkdir(parents=True, exist_ok=True)
@@ -177,9 +178,7 @@ class Trainer:
             lr_changes = [*lr_changes, [step, new_lr]]
         if new_batch_size is not None and new_batch_size != config.batch_size_at(step):
             batch_changes = [*batch_changes, [step, new_batch_size]]
-        config.lr_changes = merge_changes(config.lr_changes, lr_changes, from_step=step)
-        config.batch_changes = merge_changes(config.batch_changes, batch_changes, from_step=step,
-                                             what="batch-size", cast=int)
+        config.add_changes(lr_changes, batch_changes, from_step=step)
         self._start_average(*ema, step)
         self._write_run_json()  # with the budget, schedules and intervals it continues with
 
