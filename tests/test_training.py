@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from pixelrnn import checkpoints as ckpt
+from pixelrnn.cli import main as pixelrnn_main
 from pixelrnn.errors import PixelRNNError
 
 TRAIN = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4",
@@ -53,6 +54,32 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     assert result.returncode == 2
     assert "exists and is not empty; pass --resume or --force" in result.stderr
     assert pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--force").returncode == 0
+
+
+def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):
+    """--resume takes the model, data and options from the run, so they may be left out; one given
+    that differs from the run's is refused with a one-line error, and nothing is trained."""
+    run = str(tmp_path / "run")  # h and the layer count left to the paper's: 16 and 7
+    assert pixelrnn_main(["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "16",
+                          "--batch-size", "8", "--steps", "1", "--seed", "3", "--out", run, "--quiet"]) == 0
+    before = weights(tmp_path / "run")
+    for wrong in (["--model", "diagonal_bilstm"], ["--dataset", "mnist"], ["--hidden", "8"], ["--layers", "2"],
+                  ["--seed", "0"], ["--clip", "0"], ["--optimizer", "adam"], ["--lr-decay", "0.9"],
+                  ["--limit", "17"], ["--binarize"], ["--scale-factor", "2"], ["--checkpoint-every", "7"]):
+        capsys.readouterr()
+        assert pixelrnn_main(["train", "--out", run, "--resume", "--steps", "2", *wrong]) == 2, wrong
+        error = capsys.readouterr().err
+        assert error.startswith(f"pixelrnn: error: {run} is a run with {wrong[0]} ") and error.count("\n") == 1
+    after = weights(tmp_path / "run")
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    same = ["--model", "row_lstm", "--dataset", "digits", "--hidden", "16", "--layers", "7", "--seed", "3",
+            "--limit", "16", "--clip", "1", "--optimizer", "rmsprop"]
+    assert pixelrnn_main(["train", "--out", run, "--resume", "--steps", "2", "--quiet", *same]) == 0
+    assert pixelrnn_main(["train", "--out", run, "--resume", "--steps", "3", "--quiet"]) == 0
+    assert ckpt.read_checkpoint(tmp_path / "run" / ckpt.LAST)[1]["trainer"]["step"] == 3
+    capsys.readouterr()
+    assert pixelrnn_main(["train", "--dataset", "digits", "--out", str(tmp_path / "new"), "--steps", "1"]) == 2
+    assert "a new run needs --model and --dataset" in capsys.readouterr().err
 
 
 def test_training_writes_metrics_curves_and_best_model(tmp_path):

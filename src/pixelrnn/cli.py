@@ -37,26 +37,30 @@ def _datasets(args: argparse.Namespace) -> None:
         print(f"{'':16} {info.source}; licence: {info.licence}" + (f"; {info.note}" if info.note else ""))
 
 
+# What defines a run: with --resume these come from the run, and one given must match it.
+RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
+               "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor")
+
+
 def _train(args: argparse.Namespace) -> None:
     from .runtime import keep_freed_memory
     from .training import TrainConfig, Trainer
 
     keep_freed_memory()
+    given = {name: getattr(args, name) for name in RUN_OPTIONS
+             if getattr(args, name) is not None and getattr(args, name) is not False}
+    if not args.resume and not {"model", "dataset"} <= given.keys():
+        raise PixelRNNError("a new run needs --model and --dataset (--resume takes them from the run)")
     config = TrainConfig(
-        model=args.model, dataset=args.dataset, out=args.out, data_dir=args.data_dir,
-        epochs=args.epochs, steps=args.steps, optimizer=args.optimizer,
+        **{"model": "", "dataset": "", **given},  # "" only on --resume, which uses the run's own
+        out=args.out, data_dir=args.data_dir, epochs=args.epochs, steps=args.steps,
         batch_size=TrainConfig.batch_size if args.batch_size is None else args.batch_size,
-        lr=TrainConfig.lr if args.lr is None else args.lr, lr_decay=args.lr_decay, clip=args.clip,
-        hidden=args.hidden, layers=args.layers,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-        patience=args.patience, binarize=args.binarize, image_size=args.image_size,
-        channels=args.channels, limit=args.limit, lr_changes=args.lr_at or [],
-        batch_changes=args.batch_at or [],
-        scale_factor=args.scale_factor, ema=args.ema, ema_from=args.ema_from,
+        lr=TrainConfig.lr if args.lr is None else args.lr, eval_every=args.eval_every,
+        lr_changes=args.lr_at or [], batch_changes=args.batch_at or [], ema=args.ema, ema_from=args.ema_from,
     )
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
-    changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every)
+    changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every, expect=given)
     trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
                       **(changes if args.resume else {}))
     print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
@@ -202,6 +206,24 @@ def _card(args: argparse.Namespace) -> None:
     print(write_card(args.run_dir, args.hardware, args.note))
 
 
+def _data_options(for_training: bool) -> argparse.ArgumentParser:
+    """The dataset options shared by train, evaluate and complete. For training they default to
+    None, so that a resumed run can tell the options given (which must match the run) from defaults."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--dataset", required=not for_training,
+                      help="see `pixelrnn datasets`" + (" (required for a new run)" if for_training else ""))
+    data.add_argument("--data-dir", help="folder with the dataset's files (no download)")
+    data.add_argument("--binarize", action="store_true",
+                      help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
+                           "draw for evaluation; not the static binarized-MNIST benchmark)")
+    data.add_argument("--image-size", type=int, default=None if for_training else 32,
+                      help="folder dataset: image size (default 32)")
+    data.add_argument("--channels", type=int, default=None if for_training else 3,
+                      help="folder dataset: 1 (grey) or 3 (RGB) (default 3)")
+    data.add_argument("--limit", type=int, help="use only the first N images")
+    return data
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelrnn", description="PixelCNN, Row LSTM and Diagonal BiLSTM (PixelRNN, ICML 2016)"
@@ -220,18 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--note", help="a status paragraph at the end (how far the run is, what is next)")
     card.set_defaults(run=_card)
 
-    data = argparse.ArgumentParser(add_help=False)
-    data.add_argument("--dataset", required=True, help="see `pixelrnn datasets`")
-    data.add_argument("--data-dir", help="folder with the dataset's files (no download)")
-    data.add_argument("--binarize", action="store_true",
-                      help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
-                           "draw for evaluation; not the static binarized-MNIST benchmark)")
-    data.add_argument("--image-size", type=int, default=32, help="folder dataset: image size")
-    data.add_argument("--channels", type=int, default=3, help="folder dataset: 1 (grey) or 3 (RGB)")
-    data.add_argument("--limit", type=int, help="use only the first N images")
-
-    train = commands.add_parser("train", parents=[data], help="train a model")
-    train.add_argument("--model", required=True, help="pixelcnn, row_lstm or diagonal_bilstm")
+    data = _data_options(for_training=False)
+    train = commands.add_parser("train", parents=[_data_options(for_training=True)], help="train a model",
+                                description="Train a model, or with --resume continue a run: a resumed run "
+                                "keeps its own model, data and options (those given must match it).")
+    train.add_argument("--model", help="pixelcnn, row_lstm or diagonal_bilstm (required for a new run)")
     train.add_argument("--out", required=True, help="run folder")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int)
@@ -240,24 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="images per step (default 16); with --resume: continue with this size")
     train.add_argument("--batch-at", type=_batch_change, action="append", metavar="STEP:SIZE",
                        help="from STEP on, batch size SIZE (repeatable; with --resume: added to the run's)")
-    train.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam"])
+    train.add_argument("--optimizer", choices=["rmsprop", "adam"], help="default rmsprop")
     train.add_argument("--lr", type=float,
                        help="learning rate (default 1e-3); with --resume: continue at this rate")
     train.add_argument("--lr-at", type=_lr_change, action="append", metavar="STEP:LR",
                        help="from STEP on, learning rate LR (repeatable; with --resume: added to the run's)")
-    train.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch")
-    train.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 for none")
+    train.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (default 1)")
+    train.add_argument("--clip", type=float, help="gradient-norm clipping, 0 for none (default 1)")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)
-    train.add_argument("--scale-factor", type=int, default=1, metavar="F",
+    train.add_argument("--scale-factor", type=int, metavar="F",
                        help="F > 1: a Multi-Scale PixelRNN, the image subsampled by F first (paper 3.6)")
     train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                        help="evaluate and keep an exponential moving average of the weights with this "
                        "decay per step, e.g. 0.9995 (with --resume: starts at the resumed step)")
     train.add_argument("--ema-from", type=int, default=0, metavar="STEP",
                        help="the first step whose weights enter the average")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    train.add_argument("--seed", type=int, help="default 0")
+    train.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="default 500")
     train.add_argument("--eval-every", type=int, metavar="STEPS",
                        help="default: every epoch; with --resume: from now on")
     train.add_argument("--patience", type=int, help="stop after N evaluations without improvement")

@@ -53,14 +53,15 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
                  progress: bool = True, new_lr: float | None = None, new_batch_size: int | None = None,
-                 new_eval_every: int | None = None) -> None:
+                 new_eval_every: int | None = None, expect: dict | None = None) -> None:
         """``resume``: continue the run in ``config.out`` with its own configuration, except the step
         or epoch budget, the data folder, and ``config.lr_changes`` and ``config.batch_changes``, which
         are added to its schedules. With ``resume``: ``new_lr`` and ``new_batch_size`` continue with
         this learning rate or batch size from the resumed step (recorded as schedule changes);
         ``new_eval_every`` evaluates every N steps from now (evaluations do not change the weights);
         ``config.ema`` (for a run without an average) starts averaging the weights from the resumed
-        step (or ``config.ema_from`` if later)."""
+        step (or ``config.ema_from`` if later). ``expect``: with ``resume``, configuration fields the
+        caller gave (the CLI's options); each must equal the run's, else PixelRNNError."""
         self.out, self.progress = Path(config.out), progress
         last = self.out / ckpt.LAST
         if not 0 <= config.ema < 1:
@@ -91,6 +92,7 @@ class Trainer:
         self._load_data()
         if resume:
             self._restore(last)
+            self._check_matches(expect or {})
             self._extend_schedules(*requested, new_lr, new_batch_size)
         else:
             given = config.lr_changes, config.batch_changes
@@ -181,6 +183,17 @@ class Trainer:
         config.add_changes(lr_changes, batch_changes, from_step=step)
         self._start_average(*ema, step)
         self._write_run_json()  # with the budget, schedules and intervals it continues with
+
+    def _check_matches(self, given: dict) -> None:
+        """On resume: PixelRNNError unless each ``given`` option equals the run's (h and the layer
+        count as built, for runs that took the paper's)."""
+        stage = getattr(self.model.config, "large", self.model.config)  # a multi-scale model's full size
+        actual = {**dataclasses.asdict(self.config), "hidden": stage.hidden, "layers": stage.layers}
+        for name, value in given.items():
+            if actual[name] != value:
+                raise PixelRNNError(
+                    f"{self.out} is a run with --{name.replace('_', '-')} {actual[name]}, not {value}: "
+                    "--resume continues a run with its own configuration (start a new run to change it)")
 
     def _restore(self, path: Path) -> None:
         tensors, meta = ckpt.read_checkpoint(path)
