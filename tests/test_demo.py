@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,14 @@ def test_demo_writes_the_pictures_and_the_report(tiny_run, tmp_path):
     assert json.loads((tmp_path / "demo" / "figures.json").read_text())["architecture"] == "diagonal_bilstm"
 
 
-def test_model_card(tiny_run):
-    card = write_card(tiny_run, note="stopped early.").read_text()
+def test_model_card(tiny_run, tmp_path):
+    moved = tmp_path / "shipped"  # a run moved after training: its card names where it is now
+    shutil.copytree(tiny_run, moved)
+    card = write_card(moved, note="stopped early.").read_text()
     assert card.rstrip().endswith("Status: stopped early.")
     assert "diagonal_bilstm, h = 4, 1 layers" in card
     assert "pixelrnn train --model diagonal_bilstm --dataset digits" in card
+    assert f"--out {moved} " in card and str(tiny_run) not in card
     assert "best validation NLL" in card and "![training curve](curves.png)" in card
 
 

@@ -38,7 +38,8 @@ def _command(config: dict) -> str:
 
 def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None) -> Path:
     """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors (+ a status note),
-    and redraw RUN_DIR/curves.png with the learning-rate schedule marked."""
+    and redraw RUN_DIR/curves.png with the learning-rate schedule marked. The card's training
+    command writes into RUN_DIR, wherever the run was first trained (a moved or shipped run)."""
     run = Path(run_dir)
     metrics_path = run / "metrics.jsonl"
     if not (run / BEST).is_file() or not metrics_path.is_file():
@@ -82,7 +83,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         "",
         f"Command that trains this run to its last evaluation, step {last['step']} (run from the "
         "repository root; `--resume` continues the shipped run exactly):",
-        "", "```", _command({**config, "epochs": None, "steps": last["step"]}), "```", "",
+        "", "```", _command({**config, "out": str(run), "epochs": None, "steps": last["step"]}), "```", "",
         "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
         + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
         "",
