@@ -1,4 +1,4 @@
-"""Training: exact resume after SIGKILL, refusing to overwrite runs, evaluation output."""
+"""Training: exact resume after SIGKILL, refusing to overwrite runs or share a run folder, evaluation output."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from pixelrnn import checkpoints as ckpt
 from pixelrnn.cli import main as pixelrnn_main
 from pixelrnn.errors import PixelRNNError
+from pixelrnn.run_lock import RunLock
 
 TRAIN = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4",
          "--layers", "1", "--batch-size", "8", "--steps", "20", "--checkpoint-every", "3",
@@ -54,6 +55,27 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     assert result.returncode == 2
     assert "exists and is not empty; pass --resume or --force" in result.stderr
     assert pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--force").returncode == 0
+    (tmp_path / "file").write_text("mine")
+    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "file"), "--force")
+    assert result.returncode == 2 and "a file, not a run folder" in result.stderr
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    """A second process training into a folder that a run is writing gets a one-line error and
+    changes nothing (not even with --force); the lock goes when its holder lets go."""
+    run = tmp_path / "run"
+    assert pixelrnn_cli(*TRAIN, "--steps", "3", "--out", str(run)).returncode == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    holder = RunLock(run)  # as a training process holds it
+    RunLock(run).release()  # holders in one process share the lock: releasing one keeps the other's
+    for extra in (["--force"], ["--resume"]):
+        result = pixelrnn_cli(*TRAIN, "--out", str(run), *extra)
+        assert result.returncode == 2 and "is in use by another training process" in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    holder.release()
+    assert pixelrnn_cli(*TRAIN, "--out", str(run), "--resume").returncode == 0
 
 
 def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):

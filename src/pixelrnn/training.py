@@ -10,6 +10,9 @@ A run folder holds:
   averaged weights, which are what is evaluated);
 * ``metrics.jsonl``: one JSON object per evaluation; ``curves.png``: its plot.
 
+A Trainer locks its folder (``run_lock.RunLock``) from construction until ``run()`` returns, so
+a second process never writes into a run in progress.
+
 Resuming reloads ``last.safetensors``; the data order of epoch e is a
 permutation drawn from a generator seeded with (seed, e), and the dynamic
 binarization generator's state is saved, so on CPU a resumed run ends with
@@ -42,6 +45,7 @@ from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
 from .models import build_model
 from .multiscale import AnyModel, build_multiscale
+from .run_lock import RunLock
 from .train_config import TrainConfig
 from .visualize import plot_curves
 
@@ -63,14 +67,29 @@ class Trainer:
         step (or ``config.ema_from`` if later). ``expect``: with ``resume``, configuration fields the
         caller gave (the CLI's options); each must equal the run's, else PixelRNNError."""
         self.out, self.progress = Path(config.out), progress
-        last = self.out / ckpt.LAST
         if not 0 <= config.ema < 1:
             raise PixelRNNError(f"--ema {config.ema}: the decay must be in [0, 1), e.g. 0.9995")
         if config.ema_from and not config.ema:
             raise PixelRNNError("--ema-from STEP needs --ema DECAY")
+        if resume and not (self.out / ckpt.LAST).is_file():
+            raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
+        if self.out.exists() and not self.out.is_dir():
+            raise PixelRNNError(f"--out {self.out}: a file, not a run folder")
+        created = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = RunLock(self.out)  # held until run() ends: one process writes into a run folder
+        try:
+            self._setup(config, resume, force, new_lr, new_batch_size, new_eval_every, expect)
+        except BaseException:
+            self._lock.release()
+            if created and not any(self.out.iterdir()):
+                self.out.rmdir()
+            raise
+
+    def _setup(self, config: TrainConfig, resume: bool, force: bool, new_lr: float | None,
+               new_batch_size: int | None, new_eval_every: int | None, expect: dict | None) -> None:
+        last = self.out / ckpt.LAST
         if resume:  # the run's own configuration, with a new step or epoch budget if given
-            if not last.is_file():
-                raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
             saved = TrainConfig(**ckpt.read_checkpoint(last)[1]["trainer"]["config"])
             if config.epochs is not None or config.steps is not None:
                 saved = dataclasses.replace(saved, epochs=config.epochs, steps=config.steps)
@@ -100,7 +119,6 @@ class Trainer:
             config.add_changes(*given)  # checked, sorted, repeats dropped
             if self.out.exists() and any(self.out.iterdir()) and not force:
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
-            self.out.mkdir(parents=True, exist_ok=True)
             for stale in (ckpt.LAST, ckpt.BEST, "metrics.jsonl", "curves.png"):
                 (self.out / stale).unlink(missing_ok=True)
             torch.manual_seed(config.seed)
@@ -237,7 +255,15 @@ class Trainer:
         return state["epoch"] + state["position"] / len(self.train_images) >= cfg.epochs
 
     def run(self) -> dict:
-        """Train until the step or epoch budget (or early stopping); returns the last evaluation."""
+        """Train until the step or epoch budget (or early stopping); returns the last evaluation.
+        The run folder stays locked against other training processes until it returns."""
+        self._lock.acquire()
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> dict:
         from tqdm import tqdm
 
         cfg, state, n = self.config, self.state, len(self.train_images)
