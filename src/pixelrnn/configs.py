@@ -35,14 +35,16 @@ def _natural(name, architecture, dataset, size, hidden, layers, result, split="t
     return PaperConfig(name, architecture, model, dataset, size, result, "bits/dim", split=split)
 
 
-_UNSTATED = "the paper does not state this model's size; ours matches its Diagonal BiLSTM's"
-
 PAPER_CONFIGS: dict[str, PaperConfig] = {
     c.name: c
     for c in [
         _mnist("binarized-mnist-diagonal-bilstm", "diagonal_bilstm", 16, 7, 79.20),
         _mnist("binarized-mnist-diagonal-bilstm-1layer", "diagonal_bilstm", 32, 1, 80.75),
-        _mnist("binarized-mnist-row-lstm", "row_lstm", 16, 7, 80.54, _UNSTATED),
+        _mnist(
+            "binarized-mnist-row-lstm", "row_lstm", 32, 7, 80.54,
+            "the paper does not state this model's size; 7 layers as its Diagonal BiLSTM, "
+            "h = 32 (at h = 16 it plateaus at 81.80 nats after 28 epochs)",
+        ),
         _mnist(
             "binarized-mnist-pixelcnn", "pixelcnn", 32, 15, 81.30,
             "the paper does not state this model's size; 15 blocks as its CIFAR-10 PixelCNN, "
