@@ -81,7 +81,7 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
 def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):
     """--resume takes the model, data and options from the run, so they may be left out; one given
     that differs from the run's is refused with a one-line error, and nothing is trained."""
-    run = str(tmp_path / "run")  # h and the layer count left to the paper's: 16 and 7
+    run = str(tmp_path / "run")  # h and the layer count left to the defaults for binary digits: 32 and 7
     assert pixelrnn_main(["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "16",
                           "--batch-size", "8", "--steps", "1", "--seed", "3", "--out", run, "--quiet"]) == 0
     before = weights(tmp_path / "run")
@@ -94,7 +94,7 @@ def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):
         assert error.startswith(f"pixelrnn: error: {run} is a run with {wrong[0]} ") and error.count("\n") == 1
     after = weights(tmp_path / "run")
     assert all(torch.equal(before[name], after[name]) for name in before)
-    same = ["--model", "row_lstm", "--dataset", "digits", "--hidden", "16", "--layers", "7", "--seed", "3",
+    same = ["--model", "row_lstm", "--dataset", "digits", "--hidden", "32", "--layers", "7", "--seed", "3",
             "--limit", "16", "--clip", "1", "--optimizer", "rmsprop"]
     assert pixelrnn_main(["train", "--out", run, "--resume", "--steps", "2", "--quiet", *same]) == 0
     assert pixelrnn_main(["train", "--out", run, "--resume", "--steps", "3", "--quiet"]) == 0
