@@ -117,7 +117,7 @@ class Trainer:
             given = config.lr_changes, config.batch_changes
             config.lr_changes, config.batch_changes = [], []
             config.add_changes(*given)  # checked, sorted, repeats dropped
-            if self.out.exists() and any(self.out.iterdir()) and not force:
+            if any(self.out.iterdir()) and not force:  # the folder exists: made above
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
             for stale in (ckpt.LAST, ckpt.BEST, "metrics.jsonl", "curves.png"):
                 (self.out / stale).unlink(missing_ok=True)
