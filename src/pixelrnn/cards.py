@@ -22,7 +22,7 @@ def _command(config: dict) -> str:
              "hidden": "--hidden", "layers": "--layers", "seed": "--seed",
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
              "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
-             "ema": "--ema", "ema_from": "--ema-from"}
+             "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from"}
     defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0}  # left out of the command
     parts = ["pixelrnn train"]
     for key, flag in flags.items():

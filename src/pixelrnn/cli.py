@@ -39,7 +39,8 @@ def _datasets(args: argparse.Namespace) -> None:
 
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
-               "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor")
+               "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
+               "dropout", "init_from")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -264,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip", type=float, help="gradient-norm clipping, 0 for none (default 1)")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)
+    train.add_argument("--dropout", type=float, metavar="P",
+                       help="zero each output of a residual branch with probability P in training "
+                       "(a regulariser, not in the paper; default 0)")
+    train.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from this model's weights (a run folder or model file of the same "
+                       "configuration; dropout may differ): fine-tuning")
     train.add_argument("--scale-factor", type=int, metavar="F",
                        help="F > 1: a Multi-Scale PixelRNN, the image subsampled by F first (paper 3.6)")
     train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",

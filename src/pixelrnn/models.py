@@ -41,6 +41,8 @@ class ModelConfig:
     CIFAR-10 and ImageNet); None picks 32 for 2 levels, else 1024.
     output: "sigmoid" (the paper's choice for binary data, levels must be 2)
     or "softmax"; None picks sigmoid for 2 levels, else softmax.
+    dropout: probability of zeroing each output of a residual branch in
+    training (not in the paper; a regulariser, off by default, inactive in eval).
     """
 
     architecture: str
@@ -54,6 +56,7 @@ class ModelConfig:
     skip: bool = True
     input_kernel: int = 7
     kernel_size: int = 3  # PixelCNN's masked convolutions and the Row LSTM's 1 x k kernels
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.head is None:
@@ -75,6 +78,8 @@ class ModelConfig:
             raise PixelRNNError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.output == "sigmoid" and self.levels != 2:
             raise PixelRNNError(f"the sigmoid output needs levels=2, got levels={self.levels}")
+        if not 0 <= self.dropout < 1:
+            raise PixelRNNError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.layers < 1:
             raise PixelRNNError(f"layers must be >= 1, got {self.layers}")
         for name in ("hidden", "head"):
@@ -90,7 +95,8 @@ class ModelConfig:
     def summary(self) -> str:
         """One line for model cards and reports."""
         return (f"{self.architecture}, h = {self.hidden}, {self.layers} layers, head {self.head}, "
-                f"{self.output} output, residual {self.residual}, skip {self.skip}")
+                f"{self.output} output, residual {self.residual}, skip {self.skip}"
+                + (f", dropout {self.dropout:g}" if self.dropout else ""))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,6 +131,7 @@ class PixelRNN(nn.Module):
         stream_groups = channel_groups(h2, c)
         self.input_conv = MaskedConv2d(torch.arange(c), stream_groups, config.input_kernel, "A")
         self.blocks = nn.ModuleList(_make_block(config) for _ in range(config.layers))
+        self.branch_dropout = nn.Dropout(config.dropout)  # no weights: a model file loads either way
         self.skips = (
             nn.ModuleList(masked_1x1(h2, h2, c) for _ in range(config.layers))
             if config.skip
@@ -180,7 +187,7 @@ class PixelRNN(nn.Module):
         stream = self.input_conv.forward_nhwc(x)
         skip_sum = None
         for index, block in enumerate(self.blocks):
-            branch = block(stream, None if conditions is None else conditions[index])
+            branch = self.branch_dropout(block(stream, None if conditions is None else conditions[index]))
             stream = stream + branch if self.config.residual else branch
             if self.skips is not None:
                 projected = self.skips[index].forward_nhwc(stream)
@@ -207,7 +214,7 @@ class PixelRNN(nn.Module):
         return (
             f"architecture={cfg.architecture}, channels={cfg.channels}, levels={cfg.levels}, "
             f"hidden={cfg.hidden}, layers={cfg.layers}, head={cfg.head}, output={cfg.output}, "
-            f"residual={cfg.residual}, skip={cfg.skip}"
+            f"residual={cfg.residual}, skip={cfg.skip}" + (f", dropout={cfg.dropout}" if cfg.dropout else "")
         )
 
 
@@ -225,7 +232,7 @@ def build_model(name: str, **kwargs) -> PixelRNN:
     """Build a model by architecture name: "pixelcnn", "row_lstm" or "diagonal_bilstm".
 
     Keyword arguments are the fields of :class:`ModelConfig` (channels, levels,
-    hidden, layers, head, output, residual, skip, input_kernel, kernel_size).
+    hidden, layers, head, output, residual, skip, input_kernel, kernel_size, dropout).
     """
     return PixelRNN(ModelConfig(architecture=name.replace("-", "_"), **model_options(kwargs)))
 

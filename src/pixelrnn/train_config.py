@@ -68,6 +68,8 @@ class TrainConfig:
     ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights, this decay per step
     ema_from: int = 0  # the first step whose weights enter the average
     batch_changes: list = dataclasses.field(default_factory=list)  # [[step, size], ...]: --batch-at
+    dropout: float | None = None  # the model's residual-branch dropout (None: the model's default, 0)
+    init_from: str | None = None  # a new run starts from this model's weights (same configuration)
 
     def schedule_events(self) -> list[tuple[int, str]]:
         """[(step, label)]: the learning-rate and batch-size changes and the start of weight
@@ -101,5 +103,6 @@ class TrainConfig:
                       and c.model["layers"] > 1), None)
         options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
         options.update(channels=channels, levels=levels)
-        options.update({k: v for k, v in (("hidden", self.hidden), ("layers", self.layers)) if v is not None})
+        overrides = (("hidden", self.hidden), ("layers", self.layers), ("dropout", self.dropout))
+        options.update({k: v for k, v in overrides if v is not None})
         return options

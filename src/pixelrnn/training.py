@@ -158,9 +158,15 @@ class Trainer:
     def _build_model(self) -> AnyModel:
         cfg = self.config
         options = cfg.model_options(self.channels, self.levels)
-        if cfg.scale_factor == 1:
-            return build_model(cfg.model, **options)
-        return build_multiscale(cfg.model, cfg.scale_factor, **options)
+        model = (build_model(cfg.model, **options) if cfg.scale_factor == 1
+                 else build_multiscale(cfg.model, cfg.scale_factor, **options))
+        if cfg.init_from:
+            start = ckpt.load_model(cfg.init_from)
+            if _without_dropout(start.config) != _without_dropout(model.config):
+                raise PixelRNNError(f"--init-from {cfg.init_from}: a {start.config.summary()} model, "
+                                    f"not the {model.config.summary()} this run trains")
+            model.load_state_dict(start.state_dict())
+        return model
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
@@ -377,3 +383,10 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, progre
     trainer = Trainer(config, resume=resume, force=force, progress=progress)
     trainer.run()
     return trainer.evaluated_model
+
+
+def _without_dropout(config) -> dict:
+    """A model configuration as a dictionary, less its dropout rates (which weights do not depend on)."""
+    def strip(options: dict) -> dict:
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in options.items() if k != "dropout"}
+    return strip(config.to_dict())
