@@ -62,6 +62,8 @@ def test_a_run_starts_from_the_given_weights_and_keeps_its_dropout(tmp_path, cap
     capsys.readouterr()
     assert pixelrnn_main(["train", "--out", str(tuned), "--resume", "--steps", "3", "--dropout", "0.1"]) == 2
     assert "is a run with --dropout 0.2, not 0.1" in capsys.readouterr().err
+    assert pixelrnn_main(["train", "--out", str(tuned), "--resume", "--steps", "3", "--quiet",
+                          "--dropout", "0.2", "--init-from", str(base)]) == 0
 
 
 def test_weights_of_another_model_are_refused(tmp_path, capsys):

@@ -209,10 +209,11 @@ class Trainer:
         self._write_run_json()  # with the budget, schedules and intervals it continues with
 
     def _check_matches(self, given: dict) -> None:
-        """On resume: PixelRNNError unless each ``given`` option equals the run's (h and the layer
-        count as built, for runs that took the paper's)."""
+        """On resume: PixelRNNError unless each ``given`` option equals the run's (h, the layer
+        count and dropout as built, for runs that took the defaults)."""
         stage = getattr(self.model.config, "large", self.model.config)  # a multi-scale model's full size
-        actual = {**dataclasses.asdict(self.config), "hidden": stage.hidden, "layers": stage.layers}
+        actual = {**dataclasses.asdict(self.config), "hidden": stage.hidden, "layers": stage.layers,
+                  "dropout": stage.dropout}
         for name, value in given.items():
             if actual[name] != value:
                 raise PixelRNNError(
