@@ -88,7 +88,7 @@ def test_scan_refuses_mismatched_directions():
         lstm_scan(torch.zeros(2, 2, 1, 2, 8), torch.zeros(2, 4, 8), torch.zeros(2, 2), torch.zeros(2, 2), plan)
 
 
-@pytest.mark.parametrize("hidden", [3, 8, 16, 32])
+@pytest.mark.parametrize("hidden", [3, 8, 16, 32, 64])
 @pytest.mark.parametrize(
     "plan",
     [
@@ -100,7 +100,7 @@ def test_scan_refuses_mismatched_directions():
     ids=["rows-k3", "rows-k5", "diagonals-bi", "diagonals-mirrored"],
 )
 def test_native_kernel_matches_the_pytorch_scan(plan, hidden):
-    """Each hidden size the kernel compiles as a constant (8, 16, 32) and one it does not (3)."""
+    """Each hidden size the kernel compiles as a constant (8, 16, 32, 64) and one it does not (3)."""
     if scan_kernel.load() is None:
         pytest.skip("the CPU LSTM kernel cannot be built here (no C++ compiler?)")
     torch.manual_seed(hidden)

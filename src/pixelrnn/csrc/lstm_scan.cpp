@@ -128,6 +128,7 @@ template <typename F> void with_hidden(int64_t hidden, F&& f) {
     case 8: f(std::integral_constant<int, 8>()); break;
     case 16: f(std::integral_constant<int, 16>()); break;
     case 32: f(std::integral_constant<int, 32>()); break;
+    case 64: f(std::integral_constant<int, 64>()); break;
     default: f(std::integral_constant<int, 0>());
   }
 }
