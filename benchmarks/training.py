@@ -11,6 +11,7 @@ Each measurement runs in its own process so that the peak resident memory
 
     python benchmarks/training.py                   # everything, on CUDA if present
     python benchmarks/training.py --device cpu --batch-sizes 64 --only diagonal_bilstm
+    python benchmarks/training.py --device cpu --skip-cifar --mnist-hidden 64 --batch-sizes 16
     python benchmarks/training.py --reference       # the plain autograd recurrences
     python benchmarks/training.py --scan torch      # the PyTorch scan instead of the CPU kernel
 """
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--only", nargs="+", choices=pixelrnn.ARCHITECTURES)
+    parser.add_argument("--mnist-hidden", type=int, help="h of the MNIST models (default: 16)")
     parser.add_argument("--cifar-hidden", type=int, default=32)
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--cifar-head", type=int, default=256)
@@ -99,7 +101,8 @@ def main() -> None:
         return
 
     archs = args.only or list(pixelrnn.ARCHITECTURES)
-    settings = [("mnist 28x28x1 L=2", 28, MNIST)]
+    mnist = {a: {**o, "hidden": args.mnist_hidden or o["hidden"]} for a, o in MNIST.items()}
+    settings = [(f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16}", 28, mnist)]
     if not args.skip_cifar:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
