@@ -3,6 +3,11 @@ reference recurrences compute, forward and backward."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 from helpers import tiny_model
@@ -146,3 +151,18 @@ def test_without_a_compiler_the_pytorch_scan_runs_after_one_warning(monkeypatch)
         assert type(out.grad_fn).__name__ == "_LSTMScanBackward"
     finally:
         scan_kernel.load.cache_clear()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block_the_next_load(tmp_path):
+    """PyTorch's build lock outlives a process killed while loading; the next load must not wait on it."""
+    if scan_kernel.load() is None:
+        pytest.skip("the CPU kernel cannot be built here")
+    build = tmp_path / "kernels" / scan_kernel.build_directory().name
+    shutil.copytree(scan_kernel.build_directory(), build, ignore=shutil.ignore_patterns("*lock"))
+    (build / "lock").touch()  # what a process killed inside PyTorch's load leaves
+    script = "from pixelrnn import scan_kernel; print(scan_kernel.load().__file__)"
+    env = {**os.environ, "PIXELRNN_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(build))
+    assert not (build / "lock").exists()

@@ -12,6 +12,7 @@ scan is used instead; ``PIXELRNN_NATIVE=0`` or :func:`set_enabled` turns it off.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -62,27 +63,57 @@ def _put_ninja_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join(filter(None, [ninja.BIN_DIR, path]))
 
 
+def build_directory() -> Path:
+    """Where this source, PyTorch and CPU's build lives: ``$PIXELRNN_CACHE/kernels/lstm_scan-<tag>``."""
+    root = Path(os.environ.get("PIXELRNN_CACHE") or Path.home() / ".cache" / "pixelrnn")
+    return root / "kernels" / f"lstm_scan-{_machine_tag()}"
+
+
+@contextlib.contextmanager
+def _build_lock(build: Path):
+    """Hold the build folder against other processes, and clear a lock left by a killed one.
+
+    PyTorch guards a build with a ``lock`` file that only its creator removes: a
+    process killed while loading (a training run stopped at the wrong moment)
+    leaves it behind, and every later load would wait for it forever. An
+    operating-system lock (``flock``) is released when its holder dies, so while
+    we hold one no live process of ours is inside PyTorch's, and its file can go.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): PyTorch's own lock only
+        yield
+        return
+    with open(build / "pixelrnn.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (build / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @functools.cache
 def load() -> ModuleType | None:
     """The compiled module, building it on first use; None where it cannot be built."""
     from torch.utils.cpp_extension import load as load_extension
 
-    root = Path(os.environ.get("PIXELRNN_CACHE") or Path.home() / ".cache" / "pixelrnn")
-    build = root / "kernels" / f"lstm_scan-{_machine_tag()}"
+    build = build_directory()
     try:
         _put_ninja_on_path()
         build.mkdir(parents=True, exist_ok=True)
         if not any(build.glob("*.so")):
             print("pixelrnn: building the CPU LSTM kernel (once per machine, about 30 s)", file=sys.stderr)
         flags = ["-O3", "-fopenmp"] + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
-        return load_extension(
-            name="pixelrnn_lstm_scan",
-            sources=[str(_SOURCE)],
-            extra_cflags=flags,
-            extra_ldflags=["-fopenmp"],
-            build_directory=str(build),
-            verbose=False,
-        )
+        with _build_lock(build):
+            return load_extension(
+                name="pixelrnn_lstm_scan",
+                sources=[str(_SOURCE)],
+                extra_cflags=flags,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(build),
+                verbose=False,
+            )
     except Exception as error:  # no compiler, no ninja, unsupported platform, ...
         message = str(error).strip().splitlines()[-1:] or [type(error).__name__]
         warnings.warn(f"pixelrnn: CPU LSTM kernel unavailable ({message[0]}); using the PyTorch scan")
