@@ -77,7 +77,8 @@ def _build_lock(build: Path):
     process killed while loading (a training run stopped at the wrong moment)
     leaves it behind, and every later load would wait for it forever. An
     operating-system lock (``flock``) is released when its holder dies, so while
-    we hold one no live process of ours is inside PyTorch's, and its file can go.
+    we hold one no live process of ours is inside PyTorch's, and its file can go
+    (pytorch/pytorch#189245; PyTorch 2.13 still waits forever).
     """
     try:
         import fcntl
