@@ -100,6 +100,10 @@ def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):
     assert pixelrnn_main(["train", "--out", run, "--resume", "--steps", "3", "--quiet"]) == 0
     assert ckpt.read_checkpoint(tmp_path / "run" / ckpt.LAST)[1]["trainer"]["step"] == 3
     capsys.readouterr()
+    for spent in ([], ["--steps", "3"]):  # nothing left to train: an error, not a silent success
+        assert pixelrnn_main(["train", "--out", run, "--resume", "--quiet", *spent]) == 2
+        assert capsys.readouterr().err == (f"pixelrnn: error: {run} has trained its 3 steps (step 3); "
+                                           "give a larger --epochs or --steps to go on\n")
     assert pixelrnn_main(["train", "--dataset", "digits", "--out", str(tmp_path / "new"), "--steps", "1"]) == 2
     assert "a new run needs --model and --dataset" in capsys.readouterr().err
 

@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help="pixelcnn, row_lstm or diagonal_bilstm (required for a new run)")
     train.add_argument("--out", required=True, help="run folder")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int)
-    budget.add_argument("--steps", type=int)
+    budget.add_argument("--epochs", type=int,
+                        help="train to this many epochs in all (a new run: default 1; with --resume: a new total)")
+    budget.add_argument("--steps", type=int, help="train to this many steps in all (instead of --epochs)")
     train.add_argument("--batch-size", type=int,
                        help="images per step (default 16); with --resume: continue with this size")
     train.add_argument("--batch-at", type=_batch_change, action="append", metavar="STEP:SIZE",

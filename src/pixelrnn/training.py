@@ -113,6 +113,10 @@ class Trainer:
             self._restore(last)
             self._check_matches(expect or {})
             self._extend_schedules(*requested, new_lr, new_batch_size)
+            if self._budget_spent():  # resuming would silently do nothing
+                budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
+                raise PixelRNNError(f"{self.out} has trained its {budget} (step {self.state['step']}); "
+                                    "give a larger --epochs or --steps to go on")
         else:
             given = config.lr_changes, config.batch_changes
             config.lr_changes, config.batch_changes = [], []
