@@ -114,7 +114,8 @@ class Trainer:
             self._check_matches(expect or {})
             self._extend_schedules(*requested, new_lr, new_batch_size)
             if self._budget_spent():  # resuming would silently do nothing
-                budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
+                count, unit = (config.steps, "step") if config.steps is not None else (config.epochs, "epoch")
+                budget = f"{count} {unit}{'s' if count != 1 else ''}"
                 raise PixelRNNError(f"{self.out} has trained its {budget} (step {self.state['step']}); "
                                     "give a larger --epochs or --steps to go on")
         else:
