@@ -85,13 +85,10 @@ def _build_lock(build: Path):
     except ImportError:  # no flock (Windows): PyTorch's own lock only
         yield
         return
-    with open(build / "pixelrnn.lock", "w") as handle:
+    with open(build / "pixelrnn.lock", "w") as handle:  # closing it releases the flock
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            (build / "lock").unlink(missing_ok=True)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        (build / "lock").unlink(missing_ok=True)
+        yield
 
 
 @functools.cache
