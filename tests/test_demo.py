@@ -41,6 +41,9 @@ def test_model_card(tiny_run, tmp_path):
     assert "pixelrnn train --model diagonal_bilstm --dataset digits" in card
     assert f"--out {moved} " in card and str(tiny_run) not in card
     assert "best validation NLL" in card and "![training curve](curves.png)" in card
+    assert "`--resume` continues the shipped run exactly" in card
+    (moved / "last.safetensors").unlink()  # shipped without its training state: the card says so
+    assert "`--resume` cannot continue it" in write_card(moved).read_text()
 
 
 def test_the_shipped_model_runs_the_demo(tmp_path):

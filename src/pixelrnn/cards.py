@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import BEST, atomic_write, model_from_checkpoint, read_checkpoint
+from .checkpoints import BEST, LAST, atomic_write, model_from_checkpoint, read_checkpoint
 from .configs import parameter_count
 from .errors import PixelRNNError
 from .train_config import TrainConfig
@@ -58,6 +58,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         hours = (last["time"] - (run / "run.json").stat().st_mtime) / 3600
     hardware = hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     cfg = model.config
+    resumable = ("`--resume` continues the shipped run exactly" if (run / LAST).is_file()
+                 else f"its training state, {LAST}, is not shipped, so `--resume` cannot continue it")
     lines = [
         f"# {run.name}",
         "",
@@ -82,7 +84,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         + " |",
         "",
         f"Command that trains this run to its last evaluation, step {last['step']} (run from the "
-        "repository root; `--resume` continues the shipped run exactly):",
+        "repository root; " + resumable + "):",
         "", "```", _command({**config, "out": str(run), "epochs": None, "steps": last["step"]}), "```", "",
         "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
         + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
