@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,17 @@ def test_model_card(tiny_run, tmp_path):
     assert "`--resume` continues the shipped run exactly" in card
     (moved / "last.safetensors").unlink()  # shipped without its training state: the card says so
     assert "`--resume` cannot continue it" in write_card(moved).read_text()
+
+
+def test_model_card_samples_are_what_its_sample_command_draws(tiny_run, tmp_path):
+    card = write_card(tiny_run, samples=9).read_text()
+    assert "![samples](samples.png)" in card
+    command = card.split("`pixelrnn sample ")[1].split("`")[0].split()
+    drawn = subprocess.run([sys.executable, "-m", "pixelrnn", "sample", *command, "--out", str(tmp_path / "s.png")],
+                           capture_output=True, text=True)
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "s.png").read_bytes() == (tiny_run / "samples.png").read_bytes()
+    assert "![samples]" not in write_card(tiny_run, samples=0).read_text()
 
 
 def test_the_shipped_model_runs_the_demo(tmp_path):

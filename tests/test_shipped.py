@@ -37,6 +37,7 @@ def test_shipped_model_matches_its_name_and_card(folder):
     best = best_record(folder)
     assert f"**{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats**" in card
     assert (folder / "curves.png").stat().st_size > 0
+    assert "![samples](samples.png)" in card and (folder / "samples.png").stat().st_size > 0
     assert (folder / "best.safetensors").stat().st_size < 5_000_000  # "a few MB at most"
 
 

@@ -1,4 +1,4 @@
-"""Model cards for trained runs: configuration, size, command, time, hardware, NLL, curve."""
+"""Model cards for trained runs: configuration, size, command, time, hardware, NLL, curve, samples."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import torch
 
 from .checkpoints import BEST, LAST, atomic_write, model_from_checkpoint, read_checkpoint
 from .configs import parameter_count
+from .data import dataset_info
 from .errors import PixelRNNError
+from .sampling import sample
 from .train_config import TrainConfig
-from .visualize import plot_curves
+from .visualize import image_grid, plot_curves, save_png
+
+SAMPLES_SEED = 0
 
 
 def _command(config: dict) -> str:
@@ -36,10 +40,13 @@ def _command(config: dict) -> str:
     return " ".join(parts)
 
 
-def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None) -> Path:
+def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None,
+               samples: int = 64) -> Path:
     """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors (+ a status note),
-    and redraw RUN_DIR/curves.png with the learning-rate schedule marked. The card's training
-    command writes into RUN_DIR, wherever the run was first trained (a moved or shipped run)."""
+    redraw RUN_DIR/curves.png with the learning-rate schedule marked, and draw ``samples`` images
+    from the best model into RUN_DIR/samples.png (seed 0, the model's own distribution; 0: none).
+    The card's training command writes into RUN_DIR, wherever the run was first trained (a moved
+    or shipped run)."""
     run = Path(run_dir)
     metrics_path = run / "metrics.jsonl"
     if not (run / BEST).is_file() or not metrics_path.is_file():
@@ -50,6 +57,12 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     model = model_from_checkpoint(run / BEST, tensors, meta)
     # redrawn with the schedule as it is now (a run's own plots show only the changes made by then)
     plot_curves(records, run / "curves.png", model.config.levels, TrainConfig(**config).schedule_events())
+    if samples:
+        size = dataset_info(config["dataset"]).size or config["image_size"]
+        drawn = sample(model, samples, size, size, seed=SAMPLES_SEED)
+        columns = max(1, round(samples**0.5))
+        # scale 3 as `pixelrnn sample`, whose command in the card then writes the same file
+        save_png(image_grid(drawn, model.levels, columns), run / "samples.png", scale=3)
     best = min(records, key=lambda r: r["valid_nll_nats"])
     last = records[-1]
     if "elapsed_s" in last:
@@ -91,6 +104,11 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         "",
         "![training curve](curves.png)",
         "",
+    ]
+    if samples:
+        lines += [f"{samples} samples from the best model (`pixelrnn sample --checkpoint {run} --n {samples} "
+                  f"--height {size} --seed {SAMPLES_SEED}` draws the same ones):", "", "![samples](samples.png)", ""]
+    lines += [
         "| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |",
     ]
     lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"

@@ -204,7 +204,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _card(args: argparse.Namespace) -> None:
     from .cards import write_card
 
-    print(write_card(args.run_dir, args.hardware, args.note))
+    print(write_card(args.run_dir, args.hardware, args.note, args.samples))
 
 
 def _data_options(for_training: bool) -> argparse.ArgumentParser:
@@ -241,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
     card.add_argument("--hardware", help="where it was trained (default: this machine)")
     card.add_argument("--note", help="a status paragraph at the end (how far the run is, what is next)")
+    card.add_argument("--samples", type=int, default=64, metavar="N",
+                      help="draw N samples of the best model into samples.png (default 64; 0: none)")
     card.set_defaults(run=_card)
 
     data = _data_options(for_training=False)
