@@ -63,3 +63,64 @@ def test_levels_mismatch_is_refused(tmp_path, trained):
     result = pixelrnn_cli("evaluate", "--checkpoint", str(trained), "--dataset", "mnist", "--split", "test",
                           "--data-dir", str(tmp_path))
     assert_one_line_error(result, "256 levels", "the model 1 channel(s) and 2 levels")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--steps", "-5"), ("--epochs", "0"), ("--batch-size", "0"), ("--checkpoint-every", "0"),
+    ("--eval-every", "0"), ("--patience", "0"), ("--limit", "0"), ("--hidden", "0"), ("--layers", "0"),
+    ("--lr", "-1"), ("--lr-decay", "0"), ("--clip", "-1"), ("--ema-from", "-2"), ("--dropout", "1"),
+])
+def test_training_options_out_of_range_are_refused_before_any_work(tmp_path, option, value):
+    args = ["train", "--model", "pixelcnn", "--dataset", "digits", "--hidden", "4", "--layers", "1",
+            "--out", str(tmp_path / "run"), option, value]
+    if option not in ("--steps", "--epochs"):
+        args += ["--steps", "2"]
+    assert_one_line_error(pixelrnn_cli(*args), option)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "--n", "0"], ["sample", "--height", "0"], ["sample", "--width", "-1"],
+    ["sample", "--columns", "0"], ["sample", "--scale", "0"], ["sample", "--n", "two"],
+    ["complete", "--dataset", "digits", "--known-rows", "-1"],
+    ["complete", "--dataset", "digits", "--known-rows", "4", "--samples", "0"],
+    ["complete", "--dataset", "digits", "--known-rows", "4", "--n", "0"],
+    ["evaluate", "--dataset", "digits", "--split", "test", "--limit", "-3"],
+    ["evaluate", "--dataset", "digits", "--split", "test", "--batch-size", "0"],
+])
+def test_generation_and_evaluation_counts_out_of_range_are_refused(tmp_path, trained, command):
+    out = ["--out", str(tmp_path / "x.png")] if command[0] != "evaluate" else []
+    result = pixelrnn_cli(*command, "--checkpoint", str(trained), *out)
+    assert_one_line_error(result, f"pixelrnn {command[0]} --help")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_sample_writes_into_a_new_folder_what_the_api_draws(tmp_path, trained):
+    import numpy as np
+    import torch
+
+    import pixelrnn
+
+    out = tmp_path / "new" / "folder" / "s.png"
+    result = pixelrnn_cli("sample", "--checkpoint", str(trained), "--n", "3", "--height", "5", "--width", "7",
+                          "--seed", "4", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    values = torch.from_numpy(np.load(out.with_suffix(".npy"))).long()
+    assert out.stat().st_size > 0 and values.shape == (3, 1, 5, 7)
+    assert torch.equal(values, pixelrnn.sample(pixelrnn.load_model(trained), 3, 5, 7, seed=4))
+
+
+def test_complete_keeps_the_known_rows(tmp_path, trained):
+    import numpy as np
+
+    import pixelrnn
+
+    out = tmp_path / "c.png"
+    result = pixelrnn_cli("complete", "--checkpoint", str(trained), "--dataset", "digits", "--known-rows", "9",
+                          "--n", "2", "--samples", "3", "--seed", "0", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    values = np.load(out.with_suffix(".npy"))  # (images, completions, C, H, W)
+    originals = pixelrnn.load_dataset("digits", "test")[:2].numpy()
+    assert values.shape == (2, 3, 1, 28, 28) and out.stat().st_size > 0
+    assert (values[:, :, :, :9] == originals[:, None, :, :9]).all()
+    assert set(np.unique(values)) <= {0, 1}

@@ -240,7 +240,7 @@ def test_batch_size_schedule(tmp_path, monkeypatch):
     epochs = Trainer(TrainConfig(epochs=2, batch_changes=[[2, 12]], out=str(tmp_path / "epochs"),
                                  **config), progress=False)
     assert sizes_of(epochs) == [8, 8, 12, 12] + [12, 12, 12, 4] and epochs.state["epoch"] == 2
-    with pytest.raises(PixelRNNError, match="at least 1 image"):
+    with pytest.raises(PixelRNNError, match="--batch-size 0: needs a whole number >= 1"):
         Trainer(TrainConfig(steps=2, out=str(tmp_path / "bad"), **{**config, "batch_size": 0}))
     for bad in ([[1, 0]], [[1, 2.5]]):
         with pytest.raises(PixelRNNError, match="batch-size change"):

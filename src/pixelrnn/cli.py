@@ -83,6 +83,19 @@ def _batch_change(text: str) -> list:
     return _change(text, int, "STEP:SIZE (for example 50000:16)")
 
 
+def _count(minimum: int):
+    """argparse type: a whole number >= ``minimum`` (so 0 or -3 is refused before any work)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: needs a whole number >= {minimum}")
+        return value
+    return parse
+
+
 def _change(text: str, cast: type, form: str) -> list:
     try:
         step, value = text.split(":")
@@ -130,6 +143,13 @@ def _device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _make_parent(path) -> None:
+    """Create the folder of an output file before any work, so a bad --out fails at once."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _save_values(values, path) -> str:
     """The raw sampled values beside a PNG: same name, .npy."""
     import io
@@ -151,6 +171,7 @@ def _sample(args: argparse.Namespace) -> None:
     from .sampling import sample
     from .visualize import image_grid, save_png
 
+    _make_parent(args.out)
     model = load_model(args.checkpoint, _device())
     height, width = args.height or 28, args.width or args.height or 28
     images = sample(model, args.n, height, width, seed=args.seed, method=args.method,
@@ -169,6 +190,7 @@ def _complete(args: argparse.Namespace) -> None:
     from .sampling import complete
     from .visualize import image_grid, save_png
 
+    _make_parent(args.out)
     model = load_model(args.checkpoint, _device())
     images = load_dataset(args.dataset, args.split, args.data_dir,
                           image_size=args.image_size, channels=args.channels)[: args.n].long()
@@ -217,16 +239,23 @@ def _data_options(for_training: bool) -> argparse.ArgumentParser:
     data.add_argument("--binarize", action="store_true",
                       help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
                            "draw for evaluation; not the static binarized-MNIST benchmark)")
-    data.add_argument("--image-size", type=int, default=None if for_training else 32,
+    data.add_argument("--image-size", type=_count(1), default=None if for_training else 32,
                       help="folder dataset: image size (default 32)")
-    data.add_argument("--channels", type=int, default=None if for_training else 3,
+    data.add_argument("--channels", type=int, choices=(1, 3), default=None if for_training else 3,
                       help="folder dataset: 1 (grey) or 3 (RGB) (default 3)")
-    data.add_argument("--limit", type=int, help="use only the first N images")
+    data.add_argument("--limit", type=_count(1), help="use only the first N images")
     return data
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the CLI's one-line form (and status 2, as argparse's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"pixelrnn: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pixelrnn", description="PixelCNN, Row LSTM and Diagonal BiLSTM (PixelRNN, ICML 2016)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -241,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
     card.add_argument("--hardware", help="where it was trained (default: this machine)")
     card.add_argument("--note", help="a status paragraph at the end (how far the run is, what is next)")
-    card.add_argument("--samples", type=int, default=64, metavar="N",
+    card.add_argument("--samples", type=_count(0), default=64, metavar="N",
                       help="draw N samples of the best model into samples.png (default 64; 0: none)")
     card.set_defaults(run=_card)
 
@@ -294,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", parents=[data], help="exact NLL of a dataset split")
     evaluate.add_argument("--checkpoint", required=True, help="run folder or model file")
     evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--batch-size", type=_count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     evaluate.set_defaults(run=_evaluate)
 
@@ -303,22 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     generation.add_argument("--out", required=True, help="PNG grid; the values go beside it as .npy")
     generation.add_argument("--seed", type=int)
     generation.add_argument("--method", default="cached", choices=["cached", "naive"])
-    generation.add_argument("--scale", type=int, default=3, help="PNG pixels per image pixel")
+    generation.add_argument("--scale", type=_count(1), default=3, help="PNG pixels per image pixel")
 
     sample = commands.add_parser("sample", parents=[generation], help="draw images from a model")
-    sample.add_argument("--n", type=int, default=64)
-    sample.add_argument("--height", type=int, help="default 28")
-    sample.add_argument("--width", type=int, help="default: the height")
+    sample.add_argument("--n", type=_count(1), default=64)
+    sample.add_argument("--height", type=_count(1), help="default 28")
+    sample.add_argument("--width", type=_count(1), help="default: the height")
     sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--columns", type=int)
+    sample.add_argument("--columns", type=_count(1))
     sample.set_defaults(run=_sample)
 
     complete = commands.add_parser("complete", parents=[generation, data],
                                    help="complete the bottom of dataset images (Figure 1)")
     complete.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    complete.add_argument("--known-rows", type=int, required=True)
-    complete.add_argument("--n", type=int, default=8, help="images")
-    complete.add_argument("--samples", type=int, default=4, help="completions per image")
+    complete.add_argument("--known-rows", type=_count(0), required=True)
+    complete.add_argument("--n", type=_count(1), default=8, help="images")
+    complete.add_argument("--samples", type=_count(1), default=4, help="completions per image")
     complete.set_defaults(run=_complete)
     return parser
 

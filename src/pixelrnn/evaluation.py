@@ -48,6 +48,8 @@ def per_image_nll(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
     Multi-Scale PixelRNN its two stages. Images: (N, C, H, W) in [0, levels)."""
     from tqdm import tqdm
 
+    if batch_size < 1:
+        raise PixelRNNError(f"batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

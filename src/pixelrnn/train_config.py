@@ -38,6 +38,11 @@ def _value_at(changes: list, step: int, initial):
     return next((value for at, value in reversed(changes) if at <= step), initial)
 
 
+def _flag(name: str) -> str:
+    """The ``pixelrnn train`` option of a TrainConfig field: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved to run.json and in every checkpoint)."""
@@ -70,6 +75,30 @@ class TrainConfig:
     batch_changes: list = dataclasses.field(default_factory=list)  # [[step, size], ...]: --batch-at
     dropout: float | None = None  # the model's residual-branch dropout (None: the model's default, 0)
     init_from: str | None = None  # a new run starts from this model's weights (same configuration)
+
+    def check(self) -> None:
+        """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
+        option left at None is not checked: the run's own or the default applies)."""
+        at_least_one = ("epochs", "steps", "batch_size", "checkpoint_every", "eval_every", "patience",
+                        "limit", "image_size", "scale_factor", "hidden", "layers")
+        for name in at_least_one:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PixelRNNError(f"{_flag(name)} {value}: needs a whole number >= 1")
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise PixelRNNError(f"unknown optimizer {self.optimizer!r}; known: rmsprop, adam")
+        if not self.lr > 0 or not self.lr_decay > 0:
+            raise PixelRNNError(f"--lr {self.lr}, --lr-decay {self.lr_decay}: both need to be > 0")
+        if not self.clip >= 0:
+            raise PixelRNNError(f"--clip {self.clip}: needs a gradient norm > 0, or 0 for no clipping")
+        if not 0 <= self.ema < 1:
+            raise PixelRNNError(f"--ema {self.ema}: the decay must be in [0, 1), e.g. 0.9995")
+        if self.ema_from < 0:
+            raise PixelRNNError(f"--ema-from {self.ema_from}: needs a step >= 0")
+        if self.ema_from and not self.ema:
+            raise PixelRNNError("--ema-from STEP needs --ema DECAY")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
 
     def schedule_events(self) -> list[tuple[int, str]]:
         """[(step, label)]: the learning-rate and batch-size changes and the start of weight

@@ -67,10 +67,7 @@ class Trainer:
         step (or ``config.ema_from`` if later). ``expect``: with ``resume``, configuration fields the
         caller gave (the CLI's options); each must equal the run's, else PixelRNNError."""
         self.out, self.progress = Path(config.out), progress
-        if not 0 <= config.ema < 1:
-            raise PixelRNNError(f"--ema {config.ema}: the decay must be in [0, 1), e.g. 0.9995")
-        if config.ema_from and not config.ema:
-            raise PixelRNNError("--ema-from STEP needs --ema DECAY")
+        config.check()
         if resume and not (self.out / ckpt.LAST).is_file():
             raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
         if self.out.exists() and not self.out.is_dir():
@@ -101,12 +98,9 @@ class Trainer:
             raise PixelRNNError("a new learning rate, batch size or evaluation interval applies to a "
                                 "resumed run only (--resume)")
         self.config = config
-        if config.optimizer not in ("rmsprop", "adam"):
-            raise PixelRNNError(f"unknown optimizer {config.optimizer!r}; known: rmsprop, adam")
+        config.check()
         if (config.epochs is None) == (config.steps is None):
             raise PixelRNNError("give exactly one of --epochs and --steps")
-        if config.batch_size < 1:
-            raise PixelRNNError(f"--batch-size {config.batch_size}: needs at least 1 image a step")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._load_data()
         if resume:
