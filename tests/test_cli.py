@@ -124,3 +124,11 @@ def test_complete_keeps_the_known_rows(tmp_path, trained):
     assert values.shape == (2, 3, 1, 28, 28) and out.stat().st_size > 0
     assert (values[:, :, :, :9] == originals[:, None, :, :9]).all()
     assert set(np.unique(values)) <= {0, 1}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "complete"])
+def test_binarizing_binary_data_is_refused(tmp_path, trained, command):
+    # Bernoulli(value / 255) of 0/1 data would be almost all zeros: a silently wrong NLL.
+    args = ["--split", "test"] if command == "evaluate" else ["--known-rows", "4", "--out", str(tmp_path / "c.png")]
+    result = pixelrnn_cli(command, "--checkpoint", str(trained), "--dataset", "digits", "--binarize", *args)
+    assert_one_line_error(result, "--binarize needs a grey 256-level dataset, not digits")

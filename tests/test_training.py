@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import pixelrnn
 from pixelrnn import checkpoints as ckpt
 from pixelrnn.cli import main as pixelrnn_main
 from pixelrnn.errors import PixelRNNError
@@ -139,6 +140,13 @@ def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
     second.run()
     for p, q in zip(straight.model.parameters(), second.model.parameters()):
         assert torch.equal(p, q)
+    # the run's validation NLL is on the draw that `pixelrnn evaluate --binarize` uses
+    from pixelrnn.data import binarize_fixed
+
+    logged = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    again = pixelrnn.evaluate(pixelrnn.load_model(tmp_path / "a" / "best.safetensors"),
+                              binarize_fixed(grey, 256, "mnist"))
+    assert again.nll_nats == pytest.approx(logged["valid_nll_nats"], rel=1e-6)
 
 
 def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):

@@ -105,20 +105,11 @@ def _change(text: str, cast: type, form: str) -> list:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import torch
-
     from .checkpoints import load_model
-    from .data import binarize, dataset_info, load_dataset
     from .evaluation import check_compatible, evaluate
-    from .training import EVAL_SEED
 
     model = load_model(args.checkpoint, _device())
-    info = dataset_info(args.dataset)
-    images = load_dataset(args.dataset, args.split, args.data_dir,
-                          image_size=args.image_size, channels=args.channels)
-    levels = info.levels
-    if args.binarize:
-        images, levels = binarize(images, torch.Generator().manual_seed(EVAL_SEED)), 2
+    images, levels = _dataset_images(args)
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     if args.limit:
         images = images[: args.limit]
@@ -135,6 +126,19 @@ def _evaluate(args: argparse.Namespace) -> None:
             print(f"  = {report.stage_nll_nats['small_image']:.3f} nats for the small image (pixels "
                   f"(f i, f j), f = {model.factor}) + {report.stage_nll_nats['rest_given_small']:.3f} for "
                   f"the rest given it; exact, since the small image is a part of the image")
+
+
+def _dataset_images(args: argparse.Namespace):
+    """(images, levels) of the --dataset split as a model sees it: with --binarize, the fixed
+    binarization draw that training evaluates on."""
+    from .data import binarize_fixed, dataset_info, load_dataset
+
+    images = load_dataset(args.dataset, args.split, args.data_dir,
+                          image_size=args.image_size, channels=args.channels)
+    levels = dataset_info(args.dataset).levels
+    if args.binarize:
+        images, levels = binarize_fixed(images, levels, args.dataset), 2
+    return images, levels
 
 
 def _device():
@@ -185,16 +189,15 @@ def _complete(args: argparse.Namespace) -> None:
     import torch
 
     from .checkpoints import load_model
-    from .data import dataset_info, load_dataset
     from .evaluation import check_compatible
     from .sampling import complete
     from .visualize import image_grid, save_png
 
     _make_parent(args.out)
     model = load_model(args.checkpoint, _device())
-    images = load_dataset(args.dataset, args.split, args.data_dir,
-                          image_size=args.image_size, channels=args.channels)[: args.n].long()
-    check_compatible(model, images, dataset_info(args.dataset).levels, f"{args.dataset} {args.split}")
+    images, levels = _dataset_images(args)
+    images = images[: args.n].long()
+    check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     occluded = images.clone()
     occluded[:, :, args.known_rows :] = -1  # drawn grey
     rows = [images, occluded]

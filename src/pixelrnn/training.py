@@ -39,7 +39,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import checkpoints as ckpt
-from .data import binarize, dataset_info, load_dataset
+from .data import binarize, binarize_fixed, dataset_info, load_dataset
 from .distributions import bits_per_dim
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
@@ -48,8 +48,6 @@ from .multiscale import AnyModel, build_multiscale
 from .run_lock import RunLock
 from .train_config import TrainConfig
 from .visualize import plot_curves
-
-EVAL_SEED = 1234  # the fixed binarization draw of the evaluation splits
 
 
 class Trainer:
@@ -148,10 +146,7 @@ class Trainer:
         self.dims = train.shape[1] * train.shape[2] * train.shape[3]
         self.levels = info.levels
         if cfg.binarize:
-            if info.levels != 256 or self.channels != 1:
-                raise PixelRNNError(f"--binarize needs a grey 256-level dataset, not {cfg.dataset}")
-            self.levels = 2
-            valid = binarize(valid, torch.Generator().manual_seed(EVAL_SEED))
+            valid, self.levels = binarize_fixed(valid, info.levels, cfg.dataset), 2
         self.train_images, self.valid_images = train, valid
 
     def _build_model(self) -> AnyModel:

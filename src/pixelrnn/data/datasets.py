@@ -262,6 +262,19 @@ def load_dataset(
     return torch.from_numpy(np.require(images, requirements=["C", "W"]))
 
 
+FIXED_DRAW_SEED = 1234  # the one binarization draw of evaluation splits (training's valid split too)
+
+
 def binarize(grey: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Dynamic binarization: Bernoulli(pixel / 255) draws, (N, 1, H, W) uint8 -> {0, 1} uint8."""
     return torch.bernoulli(grey.float() / 255.0, generator=generator).to(torch.uint8)
+
+
+def binarize_fixed(grey: torch.Tensor, levels: int, name: str) -> torch.Tensor:
+    """The fixed binarization of an evaluation split (seed ``FIXED_DRAW_SEED``): the same draw for
+    every run and every ``pixelrnn evaluate``. PixelRNNError unless the images are grey with 256
+    levels (``levels``), since binarizing 0/1 data would all but empty it."""
+    if levels != 256 or grey.shape[1] != 1:
+        raise PixelRNNError(f"--binarize needs a grey 256-level dataset, not {name} "
+                            f"({grey.shape[1]} channel(s), {levels} levels)")
+    return binarize(grey, torch.Generator().manual_seed(FIXED_DRAW_SEED))
