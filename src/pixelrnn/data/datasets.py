@@ -256,6 +256,9 @@ def load_dataset(
             raise PixelRNNError(f"channels must be 1 or 3, got {channels}")
         root = Path(data_dir)
         folder = root / split if (root / split).is_dir() else root
+        present = [s for s in ("train", "valid", "test") if (root / s).is_dir()]
+        if folder == root and present:  # split folders, but not this one: not the whole folder instead
+            raise PixelRNNError(f"{root}: no {split}/ folder (it has {', '.join(s + '/' for s in present)})")
         images = read_folder(folder, channels, image_size)
     else:
         images = info.loader(split, data_dir)
