@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from test_training import TRAIN, pixelrnn_cli
 
+from pixelrnn.demo import SHIPPED
+
+SHIPPED_DEMO_MODEL = SHIPPED / "best.safetensors"
+
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 2
@@ -132,3 +136,25 @@ def test_binarizing_binary_data_is_refused(tmp_path, trained, command):
     args = ["--split", "test"] if command == "evaluate" else ["--known-rows", "4", "--out", str(tmp_path / "c.png")]
     result = pixelrnn_cli(command, "--checkpoint", str(trained), "--dataset", "digits", "--binarize", *args)
     assert_one_line_error(result, "--binarize needs a grey 256-level dataset, not digits")
+
+
+def test_samples_default_to_the_size_the_model_was_trained_on(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pixelrnn.checkpoints import read_checkpoint, trained_image_size
+
+    (tmp_path / "images").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((6, 6, 3), 40 * i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    run = tmp_path / "run"
+    trained = pixelrnn_cli("train", "--model", "pixelcnn", "--dataset", "folder", "--data-dir",
+                           str(tmp_path / "images"), "--image-size", "6", "--hidden", "4", "--layers", "1",
+                           "--steps", "1", "--out", str(run), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    drawn = pixelrnn_cli("sample", "--checkpoint", str(run), "--n", "2", "--seed", "0",
+                         "--out", str(tmp_path / "s.png"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert np.load(tmp_path / "s.npy").shape == (2, 3, 6, 6)
+    shipped = read_checkpoint(SHIPPED_DEMO_MODEL)[1]  # saved before sizes were recorded: its dataset's
+    assert trained_image_size(shipped) == (28, 28)

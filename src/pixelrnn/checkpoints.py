@@ -147,9 +147,26 @@ def resolve_model_path(path: str | Path) -> Path:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> AnyModel:
     """Load a model from a model file, a training checkpoint, or a run folder (its best model)."""
+    return load_model_with_meta(path, map_location)[0]
+
+
+def load_model_with_meta(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[AnyModel, dict]:
+    """:func:`load_model`, and the checkpoint's decoded metadata (``info``: what it was trained on)."""
     path = resolve_model_path(path)
     tensors, meta = read_checkpoint(path)
-    return model_from_checkpoint(path, tensors, meta).to(map_location).eval()
+    return model_from_checkpoint(path, tensors, meta).to(map_location).eval(), meta
+
+
+def trained_image_size(meta: dict) -> tuple[int, int] | None:
+    """(H, W) of the images a checkpoint's model was trained on: recorded by training, else the
+    fixed size of its dataset; None if unknown (models run on any size)."""
+    from .data import DATASETS
+
+    info = meta.get("info") or meta.get("trainer", {}).get("config", {})
+    if info.get("image_size_hw"):
+        return tuple(info["image_size_hw"])
+    dataset = DATASETS.get(info.get("dataset"))
+    return (dataset.size, dataset.size) if dataset is not None and dataset.size else None
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:

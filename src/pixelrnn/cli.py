@@ -171,13 +171,14 @@ def _save_values(values, path) -> str:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from .checkpoints import load_model
+    from .checkpoints import load_model_with_meta, trained_image_size
     from .sampling import sample
     from .visualize import image_grid, save_png
 
     _make_parent(args.out)
-    model = load_model(args.checkpoint, _device())
-    height, width = args.height or 28, args.width or args.height or 28
+    model, meta = load_model_with_meta(args.checkpoint, _device())
+    trained = trained_image_size(meta) or (28, 28)
+    height, width = args.height or trained[0], args.width or args.height or trained[1]
     images = sample(model, args.n, height, width, seed=args.seed, method=args.method,
                     temperature=args.temperature, progress=True)
     columns = args.columns or max(1, int(round(args.n ** 0.5)))
@@ -333,16 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     generation = argparse.ArgumentParser(add_help=False)
     generation.add_argument("--checkpoint", required=True, help="run folder or model file")
     generation.add_argument("--out", required=True, help="PNG grid; the values go beside it as .npy")
-    generation.add_argument("--seed", type=int)
-    generation.add_argument("--method", default="cached", choices=["cached", "naive"])
+    generation.add_argument("--seed", type=int, help="the same seed draws the same images (default: random)")
+    generation.add_argument("--method", default="cached", choices=["cached", "naive"],
+                            help="cached: one pixel's worth of work per value (default); naive: the whole "
+                            "network per value (same distribution, slower)")
     generation.add_argument("--scale", type=_count(1), default=3, help="PNG pixels per image pixel")
 
     sample = commands.add_parser("sample", parents=[generation], help="draw images from a model")
-    sample.add_argument("--n", type=_count(1), default=64)
-    sample.add_argument("--height", type=_count(1), help="default 28")
-    sample.add_argument("--width", type=_count(1), help="default: the height")
-    sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--columns", type=_count(1))
+    sample.add_argument("--n", type=_count(1), default=64, help="images (default 64)")
+    sample.add_argument("--height", type=_count(1),
+                        help="default: the size of the images the model was trained on (28 if unknown)")
+    sample.add_argument("--width", type=_count(1), help="default: the height if given, else as --height")
+    sample.add_argument("--temperature", type=float, default=1.0,
+                        help="divides the logits; 1 (default) samples the model's own distribution")
+    sample.add_argument("--columns", type=_count(1), help="images per row of the grid (default: a square)")
     sample.set_defaults(run=_sample)
 
     complete = commands.add_parser("complete", parents=[generation, data],

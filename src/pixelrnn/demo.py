@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import atomic_write, model_from_checkpoint, read_checkpoint, resolve_model_path
+from .checkpoints import atomic_write, load_model_with_meta, resolve_model_path
 from .data import load_dataset
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
@@ -31,8 +31,7 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 
     if not path.exists():
         raise PixelRNNError(f"no model at {path}; pass --checkpoint (a run folder or model file)")
     path = resolve_model_path(path)
-    tensors, meta = read_checkpoint(path)
-    model = model_from_checkpoint(path, tensors, meta).eval()
+    model, meta = load_model_with_meta(path)
     info = meta.get("info", {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

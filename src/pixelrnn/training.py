@@ -356,6 +356,7 @@ class Trainer:
             state["evals_without_gain"] = 0
             ckpt.save_model(self.out / ckpt.BEST, self.evaluated_model, info={
                 "dataset": self.config.dataset, "binarize": self.config.binarize, "step": state["step"],
+                "image_size_hw": list(self.train_images.shape[2:]),
                 "valid_nll_nats": report.nll_nats, "valid_bits_per_dim": report.bits_per_dim})
         else:
             state["evals_without_gain"] += 1
