@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import BEST, LAST, atomic_write, model_from_checkpoint, read_checkpoint
+from .checkpoints import BEST, LAST, atomic_write, model_from_checkpoint, read_checkpoint, trained_image_size
 from .configs import parameter_count
-from .data import dataset_info
 from .errors import PixelRNNError
 from .sampling import sample
 from .train_config import TrainConfig
@@ -58,8 +57,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     # redrawn with the schedule as it is now (a run's own plots show only the changes made by then)
     plot_curves(records, run / "curves.png", model.config.levels, TrainConfig(**config).schedule_events())
     if samples:
-        size = dataset_info(config["dataset"]).size or config["image_size"]
-        drawn = sample(model, samples, size, size, seed=SAMPLES_SEED)
+        height, width = trained_image_size(meta) or (config["image_size"],) * 2
+        drawn = sample(model, samples, height, width, seed=SAMPLES_SEED)
         columns = max(1, round(samples**0.5))
         # scale 3 as `pixelrnn sample`, whose command in the card then writes the same file
         save_png(image_grid(drawn, model.levels, columns), run / "samples.png", scale=3)
@@ -107,7 +106,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     ]
     if samples:
         lines += [f"{samples} samples from the best model (`pixelrnn sample --checkpoint {run} --n {samples} "
-                  f"--height {size} --seed {SAMPLES_SEED}` draws the same ones):", "", "![samples](samples.png)", ""]
+                  f"--height {height} --width {width} --seed {SAMPLES_SEED}` draws the same ones):", "",
+                  "![samples](samples.png)", ""]
     lines += [
         "| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |",
     ]

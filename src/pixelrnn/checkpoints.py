@@ -159,14 +159,16 @@ def load_model_with_meta(path: str | Path, map_location: str | torch.device = "c
 
 def trained_image_size(meta: dict) -> tuple[int, int] | None:
     """(H, W) of the images a checkpoint's model was trained on: recorded by training, else the
-    fixed size of its dataset; None if unknown (models run on any size)."""
+    fixed size of its dataset (or a training state's ``--image-size``); None if unknown (models
+    run on any size)."""
     from .data import DATASETS
 
     info = meta.get("info") or meta.get("trainer", {}).get("config", {})
     if info.get("image_size_hw"):
         return tuple(info["image_size_hw"])
     dataset = DATASETS.get(info.get("dataset"))
-    return (dataset.size, dataset.size) if dataset is not None and dataset.size else None
+    size = dataset.size if dataset is not None and dataset.size else info.get("image_size")
+    return (size, size) if size else None
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:

@@ -96,7 +96,8 @@ class Trainer:
             raise PixelRNNError("a new learning rate, batch size or evaluation interval applies to a "
                                 "resumed run only (--resume)")
         self.config = config
-        config.check()
+        if resume:
+            config.check()  # the run's own options, with the new budget and evaluation interval
         if (config.epochs is None) == (config.steps is None):
             raise PixelRNNError("give exactly one of --epochs and --steps")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
