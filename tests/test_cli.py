@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from test_training import TRAIN, pixelrnn_cli
 
-from pixelrnn.demo import SHIPPED
+from pixelrnn.demo import SHIPPED_MODEL
 
-SHIPPED_DEMO_MODEL = SHIPPED / "best.safetensors"
 
 
 def assert_one_line_error(result, *fragments):
@@ -156,5 +155,23 @@ def test_samples_default_to_the_size_the_model_was_trained_on(tmp_path):
                          "--out", str(tmp_path / "s.png"))
     assert drawn.returncode == 0, drawn.stderr
     assert np.load(tmp_path / "s.npy").shape == (2, 3, 6, 6)
-    shipped = read_checkpoint(SHIPPED_DEMO_MODEL)[1]  # saved before sizes were recorded: its dataset's
+    shipped = read_checkpoint(SHIPPED_MODEL)[1]  # saved before sizes were recorded: its dataset's
     assert trained_image_size(shipped) == (28, 28)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:7"])
+@pytest.mark.parametrize("command", [
+    [*TRAIN, "--out", "{tmp}/run"], ["evaluate", "--dataset", "digits", "--split", "test", "--checkpoint", "{run}"],
+    ["sample", "--checkpoint", "{run}", "--out", "{tmp}/run/x.png"],
+    ["complete", "--dataset", "digits", "--known-rows", "4", "--checkpoint", "{run}", "--out", "{tmp}/run/x.png"],
+    ["demo", "--out", "{tmp}/run"],
+], ids=lambda c: c[0] if isinstance(c, list) else c)
+def test_a_device_that_is_not_here_is_refused_before_any_work(tmp_path, trained, command, device):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    args = [a.format(tmp=tmp_path, run=trained) for a in command]
+    result = pixelrnn_cli(*args, "--device", device)
+    assert_one_line_error(result, f"--device {device}: ")
+    assert not (tmp_path / "run").exists()

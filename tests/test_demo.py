@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pixelrnn.cards import write_card
-from pixelrnn.demo import SHIPPED, run_demo
+from pixelrnn.demo import SHIPPED_MODEL, run_demo
 from pixelrnn.training import TrainConfig, Trainer
 
 
@@ -59,8 +59,18 @@ def test_model_card_samples_are_what_its_sample_command_draws(tiny_run, tmp_path
     assert "![samples]" not in write_card(tiny_run, samples=0).read_text()
 
 
+def test_the_package_carries_the_shipped_demo_model():
+    """In a checkout the package's model is the shipped folder's file; the wheel copies it."""
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "checkpoints" / "binarized-mnist-diagonal-bilstm" / "best.safetensors"
+    assert SHIPPED_MODEL.resolve() == shipped.resolve() and shipped.is_file()
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    inside = SHIPPED_MODEL.relative_to(SHIPPED_MODEL.parents[1])
+    assert any(inside.match(pattern) for pattern in package_data["pixelrnn"]), "not in the wheel"
+
+
 def test_the_shipped_model_runs_the_demo(tmp_path):
-    assert (Path(SHIPPED) / "best.safetensors").is_file(), "the shipped Diagonal BiLSTM is missing"
     figures = run_demo(tmp_path / "demo")
     assert figures["architecture"] == "diagonal_bilstm" and "h = 16, 7 layers" in figures["model"]
     assert figures["digits_test_nll_nats"] < 120  # a trained model, far below the 543 of a uniform one

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .errors import PixelRNNError
+from .runtime import pick_device
 
 
 def _configs(args: argparse.Namespace) -> None:
@@ -63,7 +64,7 @@ def _train(args: argparse.Namespace) -> None:
         config.epochs = 1
     changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every, expect=given)
     trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
-                      **(changes if args.resume else {}))
+                      device=args.device, **(changes if args.resume else {}))
     print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
           f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}", file=sys.stderr)
     result = trainer.run()
@@ -108,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .checkpoints import load_model
     from .evaluation import check_compatible, evaluate
 
-    model = load_model(args.checkpoint, _device())
+    model = load_model(args.checkpoint, pick_device(args.device))
     images, levels = _dataset_images(args)
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     if args.limit:
@@ -141,12 +142,6 @@ def _dataset_images(args: argparse.Namespace):
     return images, levels
 
 
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _make_parent(path) -> None:
     """Create the folder of an output file before any work, so a bad --out fails at once."""
     from pathlib import Path
@@ -175,8 +170,9 @@ def _sample(args: argparse.Namespace) -> None:
     from .sampling import sample
     from .visualize import image_grid, save_png
 
+    device = pick_device(args.device)
     _make_parent(args.out)
-    model, meta = load_model_with_meta(args.checkpoint, _device())
+    model, meta = load_model_with_meta(args.checkpoint, device)
     trained = trained_image_size(meta) or (28, 28)
     height, width = args.height or trained[0], args.width or args.height or trained[1]
     images = sample(model, args.n, height, width, seed=args.seed, method=args.method,
@@ -194,8 +190,9 @@ def _complete(args: argparse.Namespace) -> None:
     from .sampling import complete
     from .visualize import image_grid, save_png
 
+    device = pick_device(args.device)
     _make_parent(args.out)
-    model = load_model(args.checkpoint, _device())
+    model = load_model(args.checkpoint, device)
     images, levels = _dataset_images(args)
     images = images[: args.n].long()
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
@@ -217,7 +214,7 @@ def _complete(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    figures = run_demo(args.out, args.checkpoint, args.seed)
+    figures = run_demo(args.out, args.checkpoint, args.seed, pick_device(args.device))
     print(f"exact NLL of the {figures['images']} embedded test digits: "
           f"{figures['digits_test_nll_nats']:.2f} ± {figures['digits_test_nll_nats_stderr']:.2f} nats "
           f"({figures['digits_test_bits_per_dim']:.4f} bits/dim), {figures['architecture']} "
@@ -251,6 +248,11 @@ def _data_options(for_training: bool) -> argparse.ArgumentParser:
     return data
 
 
+def _add_device(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--device", default=default,
+                        help=f"auto (CUDA if there is one, else the CPU), cpu, cuda, cuda:N or mps (default {default})")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in the CLI's one-line form (and status 2, as argparse's)."""
 
@@ -269,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="pixelrnn-demo", help="output folder")
     demo.add_argument("--checkpoint", help="another model (default: the shipped one)")
     demo.add_argument("--seed", type=int, default=0)
+    _add_device(demo, "cpu")
     demo.set_defaults(run=_demo)
     card = commands.add_parser("card", help="write a run folder's model card (README.md)")
     card.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
@@ -322,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     train.add_argument("--force", action="store_true", help="start afresh in a non-empty --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(train, "auto")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", parents=[data], help="exact NLL of a dataset split")
@@ -329,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
     evaluate.add_argument("--batch-size", type=_count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _add_device(evaluate, "auto")
     evaluate.set_defaults(run=_evaluate)
 
     generation = argparse.ArgumentParser(add_help=False)
@@ -339,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="cached: one pixel's worth of work per value (default); naive: the whole "
                             "network per value (same distribution, slower)")
     generation.add_argument("--scale", type=_count(1), default=3, help="PNG pixels per image pixel")
+    _add_device(generation, "auto")
 
     sample = commands.add_parser("sample", parents=[generation], help="draw images from a model")
     sample.add_argument("--n", type=_count(1), default=64, help="images (default 64)")

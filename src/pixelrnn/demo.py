@@ -21,17 +21,20 @@ from .evaluation import check_compatible, evaluate
 from .sampling import complete, sample
 from .visualize import image_grid, save_png
 
-SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "binarized-mnist-diagonal-bilstm"
+# The shipped checkpoints/binarized-mnist-diagonal-bilstm/best.safetensors: in a checkout this is a
+# link to it, and a wheel holds a copy (package data), so the demo runs without the repository too.
+SHIPPED_MODEL = Path(__file__).parent / "shipped" / "binarized-mnist-diagonal-bilstm.safetensors"
 
 
-def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 0) -> dict:
+def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 0,
+             device: str | torch.device = "cpu") -> dict:
     """Evaluate, sample and complete; returns the figures and the files written."""
     started = time.perf_counter()
-    path = Path(checkpoint) if checkpoint is not None else SHIPPED
+    path = Path(checkpoint) if checkpoint is not None else SHIPPED_MODEL.resolve()
     if not path.exists():
         raise PixelRNNError(f"no model at {path}; pass --checkpoint (a run folder or model file)")
     path = resolve_model_path(path)
-    model, meta = load_model_with_meta(path)
+    model, meta = load_model_with_meta(path, device)
     info = meta.get("info", {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Process-level settings that make CPU training faster; used by the CLI and the benchmarks."""
+"""Process-level settings: faster CPU training (glibc malloc) and the device to run on; used by the
+CLI, the trainer and the benchmarks."""
 
 from __future__ import annotations
 
@@ -27,3 +28,26 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
     return ok and mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
+
+
+def pick_device(name: str | None = None):
+    """The torch.device to run on: ``None`` or ``"auto"`` picks CUDA where there is one, else the CPU;
+    otherwise a torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked to exist here."""
+    import torch
+
+    from .errors import PixelRNNError
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PixelRNNError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise PixelRNNError(f"--device {name}: no such CUDA device here "
+                            f"({torch.cuda.device_count()} found)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PixelRNNError(f"--device {name}: MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise PixelRNNError(f"--device {name}: not supported (auto, cpu, cuda, cuda:N or mps)")
+    return device

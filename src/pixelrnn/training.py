@@ -46,6 +46,7 @@ from .evaluation import check_compatible, evaluate
 from .models import build_model
 from .multiscale import AnyModel, build_multiscale
 from .run_lock import RunLock
+from .runtime import pick_device
 from .train_config import TrainConfig
 from .visualize import plot_curves
 
@@ -55,7 +56,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
                  progress: bool = True, new_lr: float | None = None, new_batch_size: int | None = None,
-                 new_eval_every: int | None = None, expect: dict | None = None) -> None:
+                 new_eval_every: int | None = None, expect: dict | None = None,
+                 device: str | torch.device | None = None) -> None:
         """``resume``: continue the run in ``config.out`` with its own configuration, except the step
         or epoch budget, the data folder, and ``config.lr_changes`` and ``config.batch_changes``, which
         are added to its schedules. With ``resume``: ``new_lr`` and ``new_batch_size`` continue with
@@ -63,8 +65,10 @@ class Trainer:
         ``new_eval_every`` evaluates every N steps from now (evaluations do not change the weights);
         ``config.ema`` (for a run without an average) starts averaging the weights from the resumed
         step (or ``config.ema_from`` if later). ``expect``: with ``resume``, configuration fields the
-        caller gave (the CLI's options); each must equal the run's, else PixelRNNError."""
+        caller gave (the CLI's options); each must equal the run's, else PixelRNNError. ``device``:
+        see ``runtime.pick_device`` (default: CUDA if there is one); a run may resume on another."""
         self.out, self.progress = Path(config.out), progress
+        self.device = pick_device(device)
         config.check()
         if resume and not (self.out / ckpt.LAST).is_file():
             raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
@@ -100,7 +104,6 @@ class Trainer:
             config.check()  # the run's own options, with the new budget and evaluation interval
         if (config.epochs is None) == (config.steps is None):
             raise PixelRNNError("give exactly one of --epochs and --steps")
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._load_data()
         if resume:
             self._restore(last)
@@ -375,9 +378,10 @@ class Trainer:
         ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer, averaged)
 
 
-def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> AnyModel:
+def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+          device: str | torch.device | None = None) -> AnyModel:
     """Run (or resume) a training run; returns the final model (its averaged weights with ``ema``)."""
-    trainer = Trainer(config, resume=resume, force=force, progress=progress)
+    trainer = Trainer(config, resume=resume, force=force, progress=progress, device=device)
     trainer.run()
     return trainer.evaluated_model
 
