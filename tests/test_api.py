@@ -34,6 +34,19 @@ def test_any_image_size(arch, height, width):
     assert model.log_prob(x).shape == (2,)
 
 
+@pytest.mark.parametrize("multiscale", [False, True], ids=["pixelrnn", "multiscale"])
+def test_models_sample_and_complete_like_a_distribution(multiscale):
+    """model.sample / model.complete (the tfp-like API) are pixelrnn.sample / pixelrnn.complete."""
+    model = (pixelrnn.build_multiscale("row_lstm", factor=2, condition_features=4, channels=3, levels=4,
+                                       hidden=3, layers=1) if multiscale else tiny_model("row_lstm", 3, 4))
+    drawn = model.sample(2, 4, 5, seed=3, temperature=0.8)
+    assert drawn.shape == (2, 3, 4, 5) and drawn.dtype == torch.long
+    assert torch.equal(drawn, pixelrnn.sample(model, 2, 4, 5, seed=3, temperature=0.8))
+    filled = model.complete(drawn, 2, seed=4, method="naive")
+    assert torch.equal(filled, pixelrnn.complete(model, drawn, 2, seed=4, method="naive"))
+    assert torch.equal(filled[:, :, :2], drawn[:, :, :2])
+
+
 def test_batch_elements_are_independent():
     model = tiny_model("diagonal_bilstm", 3, 4)
     x = torch.randint(0, 4, (3, 3, 4, 4))

@@ -47,3 +47,23 @@ def bits_per_dim(nll_nats: torch.Tensor | float, dims: int) -> torch.Tensor | fl
 def nats_to_bits(nats: torch.Tensor | float) -> torch.Tensor | float:
     """Nats -> bits (divide by ln 2)."""
     return nats / LN2
+
+
+class ImageDistribution:
+    """The Distribution-like methods that every model has (as tfp.distributions.PixelCNN):
+    ``log_prob(x)`` (each model's own: exact ln p in nats, (B,)), and ``sample`` and ``complete``,
+    which are :func:`pixelrnn.sample` and :func:`pixelrnn.complete` (paper sections 2, 5)."""
+
+    def sample(self, n: int, height: int, width: int, *, seed: int | None = None, method: str = "cached",
+               temperature: float = 1.0) -> torch.Tensor:
+        """``n`` images drawn from the model: (n, C, height, width) long in [0, levels)."""
+        from .sampling import sample
+
+        return sample(self, n, height, width, seed=seed, method=method, temperature=temperature)
+
+    def complete(self, images: torch.Tensor, known_rows: int, *, seed: int | None = None,
+                 method: str = "cached", temperature: float = 1.0) -> torch.Tensor:
+        """``images`` (B, C, H, W) with rows >= ``known_rows`` drawn from the model given the rest."""
+        from .sampling import complete
+
+        return complete(self, images, known_rows, seed=seed, method=method, temperature=temperature)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .diagonal_bilstm import DiagonalBiLSTM
-from .distributions import log_prob_from_logits, sigmoid_as_logits
+from .distributions import ImageDistribution, log_prob_from_logits, sigmoid_as_logits
 from .errors import PixelRNNError
 from .layers import MaskedConv2d, PixelCNNBlock, masked_1x1
 from .masks import channel_groups
@@ -110,14 +110,15 @@ def _make_block(config: ModelConfig) -> nn.Module:
     return DiagonalBiLSTM(config.hidden, config.channels)
 
 
-class PixelRNN(nn.Module):
+class PixelRNN(ImageDistribution, nn.Module):
     """An autoregressive image model with exact discrete likelihoods.
 
     ``model(x)`` maps images (B, C, H, W) -- integers in [0, levels), or the same
     values as floats for a differentiable input -- to logits (B, C, levels, H, W);
     the logits at (c, i, j) depend only on values before (i, j, c) in raster
     order (then R, G, B inside a pixel). ``log_prob(x)`` is the exact
-    log-likelihood of each image in nats, shape (B,). Any H, W >= 1.
+    log-likelihood of each image in nats, shape (B,). Any H, W >= 1. ``sample`` and
+    ``complete`` draw from it (:class:`pixelrnn.distributions.ImageDistribution`).
 
     ``conditions``, optional: one channels-last map (B, H, W, F) per block, F =
     ``block.condition_features``, added inside the block as a bias (the

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .distributions import value_log_probs
+from .distributions import ImageDistribution, value_log_probs
 from .errors import PixelRNNError
 from .models import ModelConfig, PixelRNN, integer_values, model_options
 
@@ -102,11 +102,12 @@ class Conditioner(nn.Module):
         return [project(up) for project in self.project]
 
 
-class MultiScalePixelRNN(nn.Module):
+class MultiScalePixelRNN(ImageDistribution, nn.Module):
     """Two PixelRNNs: ``small`` models s = subsample(x), ``large`` the rest of x given s.
 
     ``log_prob(x)``: exact ln p(x) in nats, (B,), for images (B, C, H, W) in
-    [0, levels), any H, W >= 1; ``stage_log_probs(x)`` gives the two terms.
+    [0, levels), any H, W >= 1; ``stage_log_probs(x)`` gives the two terms. ``sample`` and
+    ``complete`` draw the small image first, then the rest given it.
     """
 
     def __init__(self, config: MultiScaleConfig) -> None:
