@@ -106,7 +106,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     ]
     if samples:
         lines += [f"{samples} samples from the best model (`pixelrnn sample --checkpoint {run} --n {samples} "
-                  f"--height {height} --width {width} --seed {SAMPLES_SEED}` draws the same ones):", "",
+                  f"--height {height} --width {width} --seed {SAMPLES_SEED} --device cpu` draws the same ones):", "",
                   "![samples](samples.png)", ""]
     lines += [
         "| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |",
