@@ -72,6 +72,8 @@ def test_levels_mismatch_is_refused(tmp_path, trained):
     ("--steps", "-5"), ("--epochs", "0"), ("--batch-size", "0"), ("--checkpoint-every", "0"),
     ("--eval-every", "0"), ("--patience", "0"), ("--limit", "0"), ("--hidden", "0"), ("--layers", "0"),
     ("--lr", "-1"), ("--lr-decay", "0"), ("--clip", "-1"), ("--ema-from", "-2"), ("--dropout", "1"),
+    ("--lr", "nan"), ("--lr", "inf"), ("--lr-decay", "inf"), ("--clip", "nan"), ("--dropout", "nan"),
+    ("--ema", "nan"), ("--lr-at", "10:inf"),
 ])
 def test_training_options_out_of_range_are_refused_before_any_work(tmp_path, option, value):
     args = ["train", "--model", "pixelcnn", "--dataset", "digits", "--hidden", "4", "--layers", "1",
@@ -85,6 +87,7 @@ def test_training_options_out_of_range_are_refused_before_any_work(tmp_path, opt
 @pytest.mark.parametrize("command", [
     ["sample", "--n", "0"], ["sample", "--height", "0"], ["sample", "--width", "-1"],
     ["sample", "--columns", "0"], ["sample", "--scale", "0"], ["sample", "--n", "two"],
+    ["sample", "--temperature", "nan"], ["sample", "--temperature", "inf"], ["sample", "--temperature", "0"],
     ["complete", "--dataset", "digits", "--known-rows", "-1"],
     ["complete", "--dataset", "digits", "--known-rows", "4", "--samples", "0"],
     ["complete", "--dataset", "digits", "--known-rows", "4", "--n", "0"],

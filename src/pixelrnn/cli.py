@@ -100,9 +100,23 @@ def _count(minimum: int):
 def _change(text: str, cast: type, form: str) -> list:
     try:
         step, value = text.split(":")
-        return [int(step), cast(value)]
+        change = [int(step), _positive(value, cast)]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {form}, with a finite value > 0") from None
+    return change
+
+
+def _positive(text: str, cast: type = float):
+    """argparse type: a finite number > 0 (so nan, inf, 0 and -1 are refused before any work)."""
+    import math
+
+    try:
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {form}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text}: needs a finite number > 0")
+    return value
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -351,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--height", type=_count(1),
                         help="default: the size of the images the model was trained on (28 if unknown)")
     sample.add_argument("--width", type=_count(1), help="default: the height if given, else as --height")
-    sample.add_argument("--temperature", type=float, default=1.0,
+    sample.add_argument("--temperature", type=_positive, default=1.0,
                         help="divides the logits; 1 (default) samples the model's own distribution")
     sample.add_argument("--columns", type=_count(1), help="images per row of the grid (default: a square)")
     sample.set_defaults(run=_sample)

@@ -16,6 +16,8 @@ draws its small image first, then the rest of the full image given it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import PixelRNNError
@@ -81,8 +83,8 @@ def _fill(model: AnyModel, canvas: torch.Tensor, known_rows: int, generator: tor
     """
     if method not in METHODS:
         raise PixelRNNError(f"unknown sampling method {method!r}; known: {', '.join(METHODS)}")
-    if temperature <= 0:
-        raise PixelRNNError(f"temperature must be positive, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):  # nan would draw garbage silently
+        raise PixelRNNError(f"temperature must be positive and finite, got {temperature}")
     height, width = canvas.shape[-2:]
     known = torch.arange(height).unsqueeze(1).expand(height, width) < known_rows
     if not isinstance(model, MultiScalePixelRNN):

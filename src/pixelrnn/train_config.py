@@ -8,6 +8,7 @@ on, so a resumed run with a new rate or batch size is still reproduced by one co
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .configs import PAPER_CONFIGS
@@ -22,11 +23,11 @@ _PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mni
 def merge_changes(schedule: list, changes, from_step: int = 0, what: str = "learning-rate",
                   cast: type = float) -> list:
     """``schedule`` ([[step, value], ...]) with ``changes`` (at ``from_step`` or later) merged in,
-    sorted, without the entries that repeat the value before them; values must be > 0."""
+    sorted, without the entries that repeat the value before them; values must be finite and > 0."""
     merged = {int(at): cast(value) for at, value in schedule}
     for at, value in changes:
-        if at < from_step or not value > 0 or cast(value) != value:
-            raise PixelRNNError(f"{what} change {at}:{value}: needs a value > 0 from step "
+        if at < from_step or not (value > 0 and math.isfinite(value)) or cast(value) != value:
+            raise PixelRNNError(f"{what} change {at}:{value}: needs a finite value > 0 from step "
                                 f"{from_step} on (the run's steps before it are done)")
         merged[int(at)] = cast(value)
     steps = sorted(merged)
@@ -87,8 +88,8 @@ class TrainConfig:
                 raise PixelRNNError(f"{_flag(name)} {value}: needs a whole number >= 1")
         if self.optimizer not in ("rmsprop", "adam"):
             raise PixelRNNError(f"unknown optimizer {self.optimizer!r}; known: rmsprop, adam")
-        if not self.lr > 0 or not self.lr_decay > 0:
-            raise PixelRNNError(f"--lr {self.lr}, --lr-decay {self.lr_decay}: both need to be > 0")
+        if not all(value > 0 and math.isfinite(value) for value in (self.lr, self.lr_decay)):
+            raise PixelRNNError(f"--lr {self.lr}, --lr-decay {self.lr_decay}: both need to be finite and > 0")
         if not self.clip >= 0:
             raise PixelRNNError(f"--clip {self.clip}: needs a gradient norm > 0, or 0 for no clipping")
         if not 0 <= self.ema < 1:
