@@ -43,9 +43,9 @@ def pick_device(name: str | None = None):
         device = torch.device(name)
     except RuntimeError:
         raise PixelRNNError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise PixelRNNError(f"--device {name}: no such CUDA device here "
-                            f"({torch.cuda.device_count()} found)")
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= found:
+        raise PixelRNNError(f"--device {name}: no such CUDA device here ({found} found)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise PixelRNNError(f"--device {name}: MPS is not available here")
     if device.type not in ("cpu", "cuda", "mps"):
