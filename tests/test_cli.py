@@ -8,7 +8,6 @@ from test_training import TRAIN, pixelrnn_cli
 from pixelrnn.demo import SHIPPED_MODEL
 
 
-
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
