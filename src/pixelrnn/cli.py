@@ -100,18 +100,17 @@ def _count(minimum: int):
 def _change(text: str, cast: type, form: str) -> list:
     try:
         step, value = text.split(":")
-        change = [int(step), _positive(value, cast)]
-    except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {form}, with a finite value > 0") from None
-    return change
+        return [int(step), cast(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {form}") from None
 
 
-def _positive(text: str, cast: type = float):
+def _positive(text: str) -> float:
     """argparse type: a finite number > 0 (so nan, inf, 0 and -1 are refused before any work)."""
     import math
 
     try:
-        value = cast(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (value > 0 and math.isfinite(value)):

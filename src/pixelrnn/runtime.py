@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+from .errors import PixelRNNError
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
@@ -34,8 +36,6 @@ def pick_device(name: str | None = None):
     """The torch.device to run on: ``None`` or ``"auto"`` picks CUDA where there is one, else the CPU;
     otherwise a torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked to exist here."""
     import torch
-
-    from .errors import PixelRNNError
 
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

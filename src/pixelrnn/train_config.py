@@ -20,15 +20,20 @@ _PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mni
                   "mnist": "binarized-mnist", "fashion-mnist": "binarized-mnist"}
 
 
+_SCHEDULE_FLAGS = {"learning-rate": "--lr-at", "batch-size": "--batch-at"}
+
+
 def merge_changes(schedule: list, changes, from_step: int = 0, what: str = "learning-rate",
                   cast: type = float) -> list:
     """``schedule`` ([[step, value], ...]) with ``changes`` (at ``from_step`` or later) merged in,
     sorted, without the entries that repeat the value before them; values must be finite and > 0."""
     merged = {int(at): cast(value) for at, value in schedule}
     for at, value in changes:
-        if at < from_step or not (value > 0 and math.isfinite(value)) or cast(value) != value:
-            raise PixelRNNError(f"{what} change {at}:{value}: needs a finite value > 0 from step "
-                                f"{from_step} on (the run's steps before it are done)")
+        change = f"{_SCHEDULE_FLAGS[what]} {at}:{value}: a {what} change"
+        if not (value > 0 and math.isfinite(value)) or cast(value) != value:
+            raise PixelRNNError(f"{change} needs a finite value > 0" + (" (a whole number)" if cast is int else ""))
+        if at < from_step:
+            raise PixelRNNError(f"{change} must come from step {from_step} on (the run's steps before it are done)")
         merged[int(at)] = cast(value)
     steps = sorted(merged)
     return [[at, merged[at]] for k, at in enumerate(steps) if k == 0 or merged[at] != merged[steps[k - 1]]]
@@ -100,6 +105,8 @@ class TrainConfig:
             raise PixelRNNError("--ema-from STEP needs --ema DECAY")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
+        merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)
+        merge_changes([], self.batch_changes, 0, "batch-size", int)
 
     def schedule_events(self) -> list[tuple[int, str]]:
         """[(step, label)]: the learning-rate and batch-size changes and the start of weight
