@@ -100,6 +100,14 @@ def test_generation_and_evaluation_counts_out_of_range_are_refused(tmp_path, tra
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("command", [["sample"], ["complete", "--dataset", "digits", "--known-rows", "4"]])
+@pytest.mark.parametrize("name", ["x.jpg", "x.txt", "x"])
+def test_a_grid_file_not_named_png_is_refused(tmp_path, trained, command, name):
+    result = pixelrnn_cli(*command, "--checkpoint", str(trained), "--out", str(tmp_path / name))
+    assert_one_line_error(result, "needs a file name ending in .png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sample_writes_into_a_new_folder_what_the_api_draws(tmp_path, trained):
     import numpy as np
     import torch

@@ -118,6 +118,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _png_path(text: str) -> str:
+    """argparse type: a file name ending in .png (the grid is PNG; x.jpg or x.txt would mislabel it)."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"{text}: needs a file name ending in .png")
+    return text
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from .checkpoints import load_model
     from .evaluation import check_compatible, evaluate
@@ -351,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     generation = argparse.ArgumentParser(add_help=False)
     generation.add_argument("--checkpoint", required=True, help="run folder or model file")
-    generation.add_argument("--out", required=True, help="PNG grid; the values go beside it as .npy")
+    generation.add_argument("--out", type=_png_path, required=True, help="PNG grid; the values go beside it as .npy")
     generation.add_argument("--seed", type=int, help="the same seed draws the same images (default: random)")
     generation.add_argument("--method", default="cached", choices=["cached", "naive"],
                             help="cached: one pixel's worth of work per value (default); naive: the whole "
