@@ -249,6 +249,13 @@ def test_folder_dataset_grey_and_rgb(tmp_path, rng):
     (tmp_path / "train" / "c.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(PixelRNNError, match="c.png: not a readable image"):
         pixelrnn.load_dataset("folder", "train", tmp_path, image_size=8, channels=1)
+    # a wide image is cropped to its central square, not stretched
+    (tmp_path / "train" / "c.png").write_bytes(png_bytes(np.concatenate([rgb[:, :4], rgb, rgb[:, :5]], axis=1)))
+    wide = pixelrnn.load_dataset("folder", "train", tmp_path, image_size=16, channels=3)
+    assert np.array_equal(wide[2].numpy(), rgb.transpose(2, 0, 1))
+    (tmp_path / "train" / "c.png").write_bytes(png_bytes(rgb)[:60])  # truncated
+    with pytest.raises(PixelRNNError, match="c.png: not a readable image"):
+        pixelrnn.load_dataset("folder", "train", tmp_path, image_size=8, channels=1)
     # split folders, but not the one asked for: an error, not the top folder read instead
     with pytest.raises(PixelRNNError, match=r"no test/ folder \(it has train/\)"):
         pixelrnn.load_dataset("folder", "test", tmp_path, image_size=8, channels=1)

@@ -261,7 +261,7 @@ def _data_options(for_training: bool) -> argparse.ArgumentParser:
                       help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
                            "draw for evaluation; not the static binarized-MNIST benchmark)")
     data.add_argument("--image-size", type=_count(1), default=None if for_training else 32,
-                      help="folder dataset: image size (default 32)")
+                      help="folder dataset: images are cropped to their central square and resized to this (default 32)")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None if for_training else 3,
                       help="folder dataset: 1 (grey) or 3 (RGB) (default 3)")
     data.add_argument("--limit", type=_count(1), help="use only the first N images")
