@@ -185,3 +185,16 @@ def test_a_device_that_is_not_here_is_refused_before_any_work(tmp_path, trained,
     result = pixelrnn_cli(*args, "--device", device)
     assert_one_line_error(result, f"--device {device}: ")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["datasets", "configs"])
+def test_a_reader_that_leaves_early_stops_the_cli_quietly(command):
+    """`pixelrnn datasets | head -1`: no error message, the SIGPIPE status (as Unix tools)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "pixelrnn", command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the command writes anything
+    stderr = process.stderr.read()
+    assert process.wait() == 141 and stderr == b""
