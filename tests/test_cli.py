@@ -198,3 +198,17 @@ def test_a_reader_that_leaves_early_stops_the_cli_quietly(command):
     process.stdout.close()  # before the command writes anything
     stderr = process.stderr.read()
     assert process.wait() == 141 and stderr == b""
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--model", "pixelcnn", "--dataset", "digits", "--out", "{tmp}/run", "--steps", "1", "--image-size", "8"],
+    ["train", "--model", "pixelcnn", "--dataset", "digits", "--out", "{tmp}/run", "--steps", "1", "--data-dir", "{tmp}"],
+    ["evaluate", "--checkpoint", "{run}", "--dataset", "digits", "--split", "test", "--channels", "1"],
+    ["complete", "--checkpoint", "{run}", "--dataset", "digits", "--known-rows", "4", "--out", "{tmp}/c.png",
+     "--data-dir", "{tmp}"],
+])
+def test_a_dataset_option_that_nothing_would_read_is_refused(tmp_path, trained, command):
+    """--image-size / --channels for a dataset other than folder, --data-dir for the embedded digits."""
+    args = [a.format(tmp=tmp_path, run=trained) for a in command]
+    assert_one_line_error(pixelrnn_cli(*args), "folder dataset" if "--data-dir" not in args else "part of the package")
+    assert list(tmp_path.iterdir()) == []

@@ -271,6 +271,15 @@ def test_embedded_digits():
     assert set(train.unique().tolist()) == {0, 1} and 0.1 < train.float().mean() < 0.16
 
 
+def test_options_that_nothing_would_read_are_refused(tmp_path):
+    with pytest.raises(PixelRNNError, match="for the folder dataset; digits has 28x28 images"):
+        pixelrnn.load_dataset("digits", "test", image_size=8)
+    with pytest.raises(PixelRNNError, match="for the folder dataset; digits"):
+        pixelrnn.load_dataset("digits", "test", channels=1)
+    with pytest.raises(PixelRNNError, match="digits are part of the package: no data folder"):
+        pixelrnn.load_dataset("digits", "test", tmp_path)
+
+
 def test_unknown_dataset_and_split():
     with pytest.raises(PixelRNNError, match="known datasets: digits, binarized-mnist"):
         pixelrnn.load_dataset("svhn", "train")

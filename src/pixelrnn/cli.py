@@ -252,8 +252,9 @@ def _card(args: argparse.Namespace) -> None:
 
 
 def _data_options(for_training: bool) -> argparse.ArgumentParser:
-    """The dataset options shared by train, evaluate and complete. For training they default to
-    None, so that a resumed run can tell the options given (which must match the run) from defaults."""
+    """The dataset options shared by train, evaluate and complete. They default to None, so that a
+    resumed run can tell the options given (which must match the run) from defaults, and the folder
+    dataset's options given for another dataset are refused rather than ignored."""
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--dataset", required=not for_training,
                       help="see `pixelrnn datasets`" + (" (required for a new run)" if for_training else ""))
@@ -261,9 +262,9 @@ def _data_options(for_training: bool) -> argparse.ArgumentParser:
     data.add_argument("--binarize", action="store_true",
                       help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
                            "draw for evaluation; not the static binarized-MNIST benchmark)")
-    data.add_argument("--image-size", type=_count(1), default=None if for_training else 32,
+    data.add_argument("--image-size", type=_count(1),
                       help="folder dataset: images are cropped to their central square and resized to this (default 32)")
-    data.add_argument("--channels", type=int, choices=(1, 3), default=None if for_training else 3,
+    data.add_argument("--channels", type=int, choices=(1, 3),
                       help="folder dataset: 1 (grey) or 3 (RGB) (default 3)")
     data.add_argument("--limit", type=_count(1), help="use only the first N images")
     return data

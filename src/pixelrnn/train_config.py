@@ -103,6 +103,8 @@ class TrainConfig:
             raise PixelRNNError(f"--ema-from {self.ema_from}: needs a step >= 0")
         if self.ema_from and not self.ema:
             raise PixelRNNError("--ema-from STEP needs --ema DECAY")
+        if self.dataset not in ("", "folder") and (self.image_size, self.channels) != (32, 3):
+            raise PixelRNNError(f"--image-size and --channels are for the folder dataset, not {self.dataset}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
         merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)

@@ -141,7 +141,7 @@ class Trainer:
     def _load_data(self) -> None:
         cfg = self.config
         info = dataset_info(cfg.dataset)
-        options = dict(image_size=cfg.image_size, channels=cfg.channels)
+        options = dict(image_size=cfg.image_size, channels=cfg.channels) if cfg.dataset == "folder" else {}
         train = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
         valid = load_dataset(cfg.dataset, "valid", cfg.data_dir, **options)
         if cfg.limit:

@@ -237,19 +237,28 @@ def load_dataset(
     split: str,
     data_dir: str | Path | None = None,
     *,
-    image_size: int = 32,
-    channels: int = 3,
+    image_size: int | None = None,
+    channels: int | None = None,
 ) -> torch.Tensor:
     """A split's images as a uint8 tensor (N, C, H, W) with values in [0, levels).
 
     ``data_dir``: a folder that holds the dataset's files (never downloads then);
-    without it the files come from the cache or are downloaded. ``image_size`` and
-    ``channels`` apply to the folder dataset only.
+    without it the files come from the cache or are downloaded. ``image_size``
+    (default 32) and ``channels`` (default 3) are the folder dataset's; for the
+    others, whose images have a fixed size, giving them is an error, as is a
+    ``data_dir`` for the embedded digits (nothing would read it).
     """
     info = dataset_info(name)
     if split not in info.splits:
         raise PixelRNNError(f"{name} has no split {split!r}; its splits: {', '.join(info.splits)}")
+    if name != "folder" and (image_size, channels) != (None, None):
+        raise PixelRNNError(f"--image-size and --channels are for the folder dataset; {name} has "
+                            f"{info.size}x{info.size} images with {info.channels} channel(s)")
+    if name == "digits" and data_dir is not None:
+        raise PixelRNNError(f"digits are part of the package: no data folder to read ({data_dir})")
     if name == "folder":
+        image_size = 32 if image_size is None else image_size
+        channels = 3 if channels is None else channels
         if data_dir is None:
             raise PixelRNNError("the folder dataset needs --data-dir DIR (your images)")
         if channels not in (1, 3):
