@@ -8,6 +8,7 @@ import os
 import sys
 
 from .errors import PixelRNNError
+from .cli_types import batch_change, count, lr_change, png_path, positive
 from .runtime import pick_device
 
 
@@ -73,57 +74,6 @@ def _train(args: argparse.Namespace) -> None:
         print(f"step {result['step']}: validation NLL {result['valid_nll_nats']:.2f} nats "
               f"({result['valid_bits_per_dim']:.4f} bits/dim); best "
               f"{trainer.state['best_valid']:.2f} nats, saved in {trainer.out / 'best.safetensors'}")
-
-
-def _lr_change(text: str) -> list:
-    """``STEP:LR`` -> [STEP, LR] (argparse type of --lr-at; the trainer checks the values)."""
-    return _change(text, float, "STEP:LR (for example 10000:3e-4)")
-
-
-def _batch_change(text: str) -> list:
-    """``STEP:SIZE`` -> [STEP, SIZE] (argparse type of --batch-at)."""
-    return _change(text, int, "STEP:SIZE (for example 50000:16)")
-
-
-def _count(minimum: int):
-    """argparse type: a whole number >= ``minimum`` (so 0 or -3 is refused before any work)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value}: needs a whole number >= {minimum}")
-        return value
-    return parse
-
-
-def _change(text: str, cast: type, form: str) -> list:
-    try:
-        step, value = text.split(":")
-        return [int(step), cast(value)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {form}") from None
-
-
-def _positive(text: str) -> float:
-    """argparse type: a finite number > 0 (so nan, inf, 0 and -1 are refused before any work)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text}: needs a finite number > 0")
-    return value
-
-
-def _png_path(text: str) -> str:
-    """argparse type: a file name ending in .png (the grid is PNG; x.jpg or x.txt would mislabel it)."""
-    if not text.lower().endswith(".png"):
-        raise argparse.ArgumentTypeError(f"{text}: needs a file name ending in .png")
-    return text
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -262,11 +212,11 @@ def _data_options(for_training: bool) -> argparse.ArgumentParser:
     data.add_argument("--binarize", action="store_true",
                       help="grey datasets: Bernoulli binarization (dynamic for training, a fixed "
                            "draw for evaluation; not the static binarized-MNIST benchmark)")
-    data.add_argument("--image-size", type=_count(1),
+    data.add_argument("--image-size", type=count(1),
                       help="folder dataset: images are cropped to their central square and resized to this (default 32)")
     data.add_argument("--channels", type=int, choices=(1, 3),
                       help="folder dataset: 1 (grey) or 3 (RGB) (default 3)")
-    data.add_argument("--limit", type=_count(1), help="use only the first N images")
+    data.add_argument("--limit", type=count(1), help="use only the first N images")
     return data
 
 
@@ -299,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
     card.add_argument("--hardware", help="where it was trained (default: this machine)")
     card.add_argument("--note", help="a status paragraph at the end (how far the run is, what is next)")
-    card.add_argument("--samples", type=_count(0), default=64, metavar="N",
+    card.add_argument("--samples", type=count(0), default=64, metavar="N",
                       help="draw N samples of the best model into samples.png (default 64; 0: none)")
     card.set_defaults(run=_card)
 
@@ -315,12 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--steps", type=int, help="train to this many steps in all (instead of --epochs)")
     train.add_argument("--batch-size", type=int,
                        help="images per step (default 16); with --resume: continue with this size")
-    train.add_argument("--batch-at", type=_batch_change, action="append", metavar="STEP:SIZE",
+    train.add_argument("--batch-at", type=batch_change, action="append", metavar="STEP:SIZE",
                        help="from STEP on, batch size SIZE (repeatable; with --resume: added to the run's)")
     train.add_argument("--optimizer", choices=["rmsprop", "adam"], help="default rmsprop")
     train.add_argument("--lr", type=float,
                        help="learning rate (default 1e-3); with --resume: continue at this rate")
-    train.add_argument("--lr-at", type=_lr_change, action="append", metavar="STEP:LR",
+    train.add_argument("--lr-at", type=lr_change, action="append", metavar="STEP:LR",
                        help="from STEP on, learning rate LR (repeatable; with --resume: added to the run's)")
     train.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (default 1)")
     train.add_argument("--clip", type=float, help="gradient-norm clipping, 0 for none (default 1)")
@@ -353,37 +303,37 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", parents=[data], help="exact NLL of a dataset split")
     evaluate.add_argument("--checkpoint", required=True, help="run folder or model file")
     evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    evaluate.add_argument("--batch-size", type=_count(1), default=256)
+    evaluate.add_argument("--batch-size", type=count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _add_device(evaluate, "auto")
     evaluate.set_defaults(run=_evaluate)
 
     generation = argparse.ArgumentParser(add_help=False)
     generation.add_argument("--checkpoint", required=True, help="run folder or model file")
-    generation.add_argument("--out", type=_png_path, required=True, help="PNG grid; the values go beside it as .npy")
+    generation.add_argument("--out", type=png_path, required=True, help="PNG grid; the values go beside it as .npy")
     generation.add_argument("--seed", type=int, help="the same seed draws the same images (default: random)")
     generation.add_argument("--method", default="cached", choices=["cached", "naive"],
                             help="cached: one pixel's worth of work per value (default); naive: the whole "
                             "network per value (same distribution, slower)")
-    generation.add_argument("--scale", type=_count(1), default=3, help="PNG pixels per image pixel")
+    generation.add_argument("--scale", type=count(1), default=3, help="PNG pixels per image pixel")
     _add_device(generation, "auto")
 
     sample = commands.add_parser("sample", parents=[generation], help="draw images from a model")
-    sample.add_argument("--n", type=_count(1), default=64, help="images (default 64)")
-    sample.add_argument("--height", type=_count(1),
+    sample.add_argument("--n", type=count(1), default=64, help="images (default 64)")
+    sample.add_argument("--height", type=count(1),
                         help="default: the size of the images the model was trained on (28 if unknown)")
-    sample.add_argument("--width", type=_count(1), help="default: the height if given, else as --height")
-    sample.add_argument("--temperature", type=_positive, default=1.0,
+    sample.add_argument("--width", type=count(1), help="default: the height if given, else as --height")
+    sample.add_argument("--temperature", type=positive, default=1.0,
                         help="divides the logits; 1 (default) samples the model's own distribution")
-    sample.add_argument("--columns", type=_count(1), help="images per row of the grid (default: a square)")
+    sample.add_argument("--columns", type=count(1), help="images per row of the grid (default: a square)")
     sample.set_defaults(run=_sample)
 
     complete = commands.add_parser("complete", parents=[generation, data],
                                    help="complete the bottom of dataset images (Figure 1)")
     complete.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    complete.add_argument("--known-rows", type=_count(0), required=True)
-    complete.add_argument("--n", type=_count(1), default=8, help="images")
-    complete.add_argument("--samples", type=_count(1), default=4, help="completions per image")
+    complete.add_argument("--known-rows", type=count(0), required=True)
+    complete.add_argument("--n", type=count(1), default=8, help="images")
+    complete.add_argument("--samples", type=count(1), default=4, help="completions per image")
     complete.set_defaults(run=_complete)
     return parser
 
