@@ -1,4 +1,4 @@
-"""Training: exact resume after SIGKILL, refusing to overwrite runs or share a run folder, evaluation output."""
+"""Training: exact resume after SIGKILL, a clean stop on SIGINT / SIGTERM, refusing to overwrite runs or share a run folder, evaluation output."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def weights(run_dir):
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert pixelrnn_cli(*TRAIN, "--out", str(straight)).returncode == 0
-    crashed = pixelrnn_cli(*TRAIN, "--out", str(killed), env={"_PIXELRNN_TEST_SIGKILL_AT_STEP": "13"})
+    crashed = pixelrnn_cli(*TRAIN, "--out", str(killed), env={"_PIXELRNN_TEST_SIGNAL_AT": "13:SIGKILL"})
     assert crashed.returncode == -signal.SIGKILL
     _, meta = ckpt.read_checkpoint(killed / ckpt.LAST)
     assert meta["trainer"]["step"] == 12  # the last checkpoint before the kill
@@ -47,6 +47,56 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(tmp_path, stop):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert pixelrnn_cli(*TRAIN, "--out", str(straight)).returncode == 0
+    result = pixelrnn_cli(*TRAIN, "--out", str(stopped), env={"_PIXELRNN_TEST_SIGNAL_AT": f"13:{stop}"})
+    assert result.returncode == 128 + signal.Signals[stop]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pixelrnn: stopped by {stop} at step 13, saved in {stopped / ckpt.LAST}; "
+        f"`pixelrnn train --out {stopped} --resume` continues")
+    _, meta = ckpt.read_checkpoint(stopped / ckpt.LAST)
+    assert meta["trainer"]["step"] == 13  # nothing lost (periodic checkpoints: 12, 15)
+    assert pixelrnn_cli("train", "--out", str(stopped), "--resume", "--quiet").returncode == 0
+    a, b = weights(straight), weights(stopped)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_api_raises_training_interrupted_and_restores_the_signal_handlers(tmp_path, monkeypatch):
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setenv("_PIXELRNN_TEST_SIGNAL_AT", "4:SIGINT")
+    config = pixelrnn.TrainConfig(model="pixelcnn", dataset="digits", out=str(tmp_path / "run"), steps=10,
+                                  batch_size=4, limit=32, hidden=4, layers=1, checkpoint_every=3)
+    with pytest.raises(pixelrnn.TrainingInterrupted, match="stopped by SIGINT at step 4") as stop:
+        pixelrnn.train(config, progress=False)
+    assert isinstance(stop.value, KeyboardInterrupt) and stop.value.signal_number == signal.SIGINT
+    assert handlers == {number: signal.getsignal(number) for number in handlers}
+    assert ckpt.read_checkpoint(tmp_path / "run" / ckpt.LAST)[1]["trainer"]["step"] == 4
+
+
+def test_sigterm_from_outside_stops_a_run_with_a_checkpoint_at_its_step(tmp_path):
+    import re
+    import time
+
+    run = tmp_path / "run"
+    args = [a if a != "20" else "100000" for a in TRAIN]  # a budget it will not reach
+    process = subprocess.Popen([sys.executable, "-m", "pixelrnn", *args, "--out", str(run)],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (run / ckpt.LAST).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    step = int(re.search(r"stopped by SIGTERM at step (\d+), saved in", stderr).group(1))
+    _, meta = ckpt.read_checkpoint(run / ckpt.LAST)
+    assert meta["trainer"]["step"] == step >= 3
+    lock = RunLock(run)
+    lock.acquire()  # the folder is unlocked for --resume
+    lock.release()
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):

@@ -70,7 +70,7 @@ def test_resume_after_sigkill_is_bit_identical_with_an_average(tmp_path, start):
     averaging = ["--ema", "0.9", "--ema-from", start]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert pixelrnn_cli(*TRAIN, *averaging, "--out", str(straight)).returncode == 0
-    crashed = pixelrnn_cli(*TRAIN, *averaging, "--out", str(killed), env={"_PIXELRNN_TEST_SIGKILL_AT_STEP": "13"})
+    crashed = pixelrnn_cli(*TRAIN, *averaging, "--out", str(killed), env={"_PIXELRNN_TEST_SIGNAL_AT": "13:SIGKILL"})
     assert crashed.returncode == -signal.SIGKILL
     resumed = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(killed),
                            "--resume", "--quiet")

@@ -9,6 +9,7 @@ from .data import load_dataset
 from .distributions import bits_per_dim, log_prob_from_logits, nats_to_bits
 from .errors import PixelRNNError
 from .evaluation import evaluate
+from .interrupts import TrainingInterrupted
 from .models import ARCHITECTURES, ModelConfig, PixelRNN, build_model
 from .multiscale import MultiScaleConfig, MultiScalePixelRNN, build_multiscale
 from .sampling import complete, sample
@@ -23,6 +24,7 @@ __all__ = [
     "PixelRNN",
     "PixelRNNError",
     "TrainConfig",
+    "TrainingInterrupted",
     "bits_per_dim",
     "build_model",
     "build_multiscale",

@@ -8,6 +8,7 @@ import os
 import sys
 
 from .errors import PixelRNNError
+from .interrupts import TrainingInterrupted
 from .cli_types import batch_change, count, lr_change, png_path, positive
 from .runtime import pick_device
 
@@ -348,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PixelRNNError, ValueError, OSError) as error:
         print(f"pixelrnn: error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:  # SIGINT or SIGTERM during training: a checkpoint was saved
+        print(f"pixelrnn: {stop}", file=sys.stderr)
+        return 128 + stop.signal_number
     except KeyboardInterrupt:
         print("pixelrnn: interrupted", file=sys.stderr)
         return 130

@@ -3,9 +3,9 @@
 A run folder holds:
 
 * ``run.json``: the training configuration (human-readable);
-* ``last.safetensors``: the latest training checkpoint (weights, optimizer,
-  random generator states, progress), written every ``checkpoint_every`` steps
-  and after every evaluation;
+* ``last.safetensors``: the latest training checkpoint (weights, optimizer, random
+  generator states, progress), written every ``checkpoint_every`` steps, after every
+  evaluation and on SIGINT / SIGTERM, which stop the run after its current step;
 * ``best.safetensors``: the model with the lowest validation NLL so far (with ``ema``: the
   averaged weights, which are what is evaluated);
 * ``metrics.jsonl``: one JSON object per evaluation; ``curves.png``: its plot.
@@ -43,6 +43,7 @@ from .data import binarize, binarize_fixed, dataset_info, load_dataset
 from .distributions import bits_per_dim
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
+from .interrupts import StopRequests, TrainingInterrupted
 from .models import build_model
 from .multiscale import AnyModel, build_multiscale
 from .run_lock import RunLock
@@ -264,11 +265,12 @@ class Trainer:
         The run folder stays locked against other training processes until it returns."""
         self._lock.acquire()
         try:
-            return self._run()
+            with StopRequests() as stop:
+                return self._run(stop)
         finally:
             self._lock.release()
 
-    def _run(self) -> dict:
+    def _run(self, stop: StopRequests) -> dict:
         from tqdm import tqdm
 
         cfg, state, n = self.config, self.state, len(self.train_images)
@@ -277,7 +279,7 @@ class Trainer:
         last_eval: dict = {}
         started, images_seen = time.perf_counter(), 0
         self._clock = (started, state.get("elapsed_s", 0.0))
-        kill_at = int(os.environ.get("_PIXELRNN_TEST_SIGKILL_AT_STEP", "0"))
+        signal_at = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")  # tests: STEP:SIGNAL
         while not self._budget_spent() and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
             while state["position"] < n and not self._budget_spent():
@@ -293,8 +295,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=state["epoch"], nats=f"{loss:.2f}",
                                 bpd=f"{bits_per_dim(loss, self.dims):.4f}", img_s=f"{rate:.0f}")
-                if kill_at and state["step"] == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)  # tests: a crash between checkpoints
+                if state["step"] == int(signal_at[0]):
+                    os.kill(os.getpid(), signal.Signals[signal_at[1]])  # tests: a crash or a stop request
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
                     not cfg.eval_every and epoch_done) or self._budget_spent():
@@ -302,8 +304,13 @@ class Trainer:
                     self._checkpoint()
                     if self._stopped():
                         break
-                elif state["step"] % cfg.checkpoint_every == 0:
+                elif state["step"] % cfg.checkpoint_every == 0 or stop.requested:
                     self._checkpoint()
+                if stop.requested:
+                    bar.close()
+                    raise TrainingInterrupted(stop.requested, (
+                        f"stopped by {signal.Signals(stop.requested).name} at step {state['step']}, "
+                        f"saved in {self.out / ckpt.LAST}; `pixelrnn train --out {self.out} --resume` continues"))
             if state["position"] >= n:
                 state["epoch"] += 1
                 state["position"] = 0
