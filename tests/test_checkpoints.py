@@ -55,6 +55,21 @@ def test_weights_that_do_not_match_their_config_are_refused(tmp_path, model):
         pixelrnn.load_model(tmp_path / "m.safetensors")
 
 
+def test_non_finite_weights_and_a_newer_format_are_refused(tmp_path, model):
+    from safetensors.torch import save
+
+    tensors, meta = ckpt._model_tensors(model), ckpt._metadata(model, "model", {"info": {}})
+    name = next(k for k in tensors if k.endswith("weight"))
+    for bad in (float("nan"), float("inf")):
+        broken = {**tensors, name: tensors[name].clone().index_fill_(0, torch.tensor([0]), bad)}
+        (tmp_path / "m.safetensors").write_bytes(save(broken, meta))
+        with pytest.raises(PixelRNNError, match="NaN or infinite values"):
+            pixelrnn.load_model(tmp_path / "m.safetensors")
+    (tmp_path / "m.safetensors").write_bytes(save(tensors, {**meta, "version": "2"}))
+    with pytest.raises(PixelRNNError, match="format version 2; this pixelrnn reads version 1"):
+        pixelrnn.load_model(tmp_path / "m.safetensors")
+
+
 def test_missing_checkpoint_and_empty_run_folder(tmp_path):
     with pytest.raises(PixelRNNError, match="no such checkpoint"):
         pixelrnn.load_model(tmp_path / "nope.safetensors")

@@ -104,6 +104,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise PixelRNNError(f"{path}: not a readable safetensors file, corrupt or truncated ({error})") from None
     if raw_meta.get("format") != FORMAT:
         raise PixelRNNError(f"{path}: not a pixelrnn checkpoint (no pixelrnn metadata)")
+    if raw_meta.get("version") != VERSION:
+        raise PixelRNNError(f"{path}: checkpoint format version {raw_meta.get('version')}; this pixelrnn "
+                            f"reads version {VERSION} (a newer pixelrnn wrote it?)")
     try:
         meta = {k: v if k in ("format", "version", "kind") else json.loads(v) for k, v in raw_meta.items()}
     except ValueError:
@@ -119,6 +122,9 @@ def model_from_checkpoint(path: str | Path, tensors: dict, meta: dict) -> AnyMod
         raise PixelRNNError(f"{path}: bad model configuration in the checkpoint ({error})") from None
     load_prefixed(model, tensors, "model.", f"{path}: the weights do not match the model configuration "
                   "they came with")
+    if not all(torch.isfinite(weight).all() for weight in model.state_dict().values()):
+        raise PixelRNNError(f"{path}: the weights hold NaN or infinite values (a corrupt file, or a "
+                            "diverged run)")
     return model
 
 
