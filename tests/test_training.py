@@ -52,7 +52,10 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
 def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(tmp_path, stop):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    assert pixelrnn_cli(*TRAIN, "--out", str(straight)).returncode == 0
+    result = pixelrnn_cli(*TRAIN, "--out", str(straight))
+    assert result.returncode == 0
+    logged = [line.split(" (")[0] for line in result.stderr.splitlines() if "): validation NLL" in line]
+    assert logged == ["step 5", "step 10", "step 15", "step 20"]  # --quiet still logs each evaluation
     result = pixelrnn_cli(*TRAIN, "--out", str(stopped), env={"_PIXELRNN_TEST_SIGNAL_AT": f"13:{stop}"})
     assert result.returncode == 128 + signal.Signals[stop]
     assert result.stderr.strip().splitlines()[-1] == (

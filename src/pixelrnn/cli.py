@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> None:
         config.epochs = 1
     changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every, expect=given)
     trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
-                      device=args.device, **(changes if args.resume else {}))
+                      device=args.device, log=True, **(changes if args.resume else {}))
     print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
           f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}", file=sys.stderr)
     result = trainer.run()
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     train.add_argument("--force", action="store_true", help="start afresh in a non-empty --out")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bar (a line per evaluation still)")
     _add_device(train, "auto")
     train.set_defaults(run=_train)
 

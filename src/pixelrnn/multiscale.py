@@ -184,3 +184,11 @@ def model_from_config(config: dict) -> AnyModel:
     if config.get("architecture") == MultiScaleConfig.architecture:
         return MultiScalePixelRNN(MultiScaleConfig.from_dict(config))
     return PixelRNN(ModelConfig(**config))
+
+
+def weight_layout(config: ModelConfig | MultiScaleConfig) -> dict:
+    """A model configuration as a dictionary, less its dropout rates (which weights do not depend
+    on): two models whose layouts are equal can exchange weights (``--init-from``)."""
+    def strip(options: dict) -> dict:
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in options.items() if k != "dropout"}
+    return strip(config.to_dict())

@@ -32,11 +32,13 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
 
 from . import checkpoints as ckpt
 from .data import binarize, binarize_fixed, dataset_info, load_dataset
@@ -45,7 +47,7 @@ from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
 from .interrupts import StopRequests, TrainingInterrupted
 from .models import build_model
-from .multiscale import AnyModel, build_multiscale
+from .multiscale import AnyModel, build_multiscale, weight_layout
 from .run_lock import RunLock
 from .runtime import pick_device
 from .train_config import TrainConfig
@@ -58,7 +60,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
                  progress: bool = True, new_lr: float | None = None, new_batch_size: int | None = None,
                  new_eval_every: int | None = None, expect: dict | None = None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, log: bool | None = None) -> None:
         """``resume``: continue the run in ``config.out`` with its own configuration, except the step
         or epoch budget, the data folder, and ``config.lr_changes`` and ``config.batch_changes``, which
         are added to its schedules. With ``resume``: ``new_lr`` and ``new_batch_size`` continue with
@@ -67,8 +69,9 @@ class Trainer:
         ``config.ema`` (for a run without an average) starts averaging the weights from the resumed
         step (or ``config.ema_from`` if later). ``expect``: with ``resume``, configuration fields the
         caller gave (the CLI's options); each must equal the run's, else PixelRNNError. ``device``:
-        see ``runtime.pick_device`` (default: CUDA if there is one); a run may resume on another."""
-        self.out, self.progress = Path(config.out), progress
+        see ``runtime.pick_device`` (default: CUDA if there is one); a run may resume on another.
+        ``log``: a line on stderr per evaluation (default: with ``progress``, the progress bar)."""
+        self.out, self.progress, self.log = Path(config.out), progress, progress if log is None else log
         self.device = pick_device(device)
         config.check()
         if resume and not (self.out / ckpt.LAST).is_file():
@@ -161,7 +164,7 @@ class Trainer:
                  else build_multiscale(cfg.model, cfg.scale_factor, **options))
         if cfg.init_from:
             start = ckpt.load_model(cfg.init_from)
-            if _without_dropout(start.config) != _without_dropout(model.config):
+            if weight_layout(start.config) != weight_layout(model.config):
                 raise PixelRNNError(f"--init-from {cfg.init_from}: a {start.config.summary()} model, "
                                     f"not the {model.config.summary()} this run trains")
             model.load_state_dict(start.state_dict())
@@ -271,8 +274,6 @@ class Trainer:
             self._lock.release()
 
     def _run(self, stop: StopRequests) -> dict:
-        from tqdm import tqdm
-
         cfg, state, n = self.config, self.state, len(self.train_images)
         bar = tqdm(total=self.total_steps(), initial=state["step"], disable=not self.progress, unit="step",
                    dynamic_ncols=True)
@@ -373,6 +374,10 @@ class Trainer:
             state["evals_without_gain"] += 1
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.log:
+            tqdm.write(f"step {state['step']} (epoch {record['epoch']:.2f}): validation NLL {report.nll_nats:.3f} "
+                       f"± {report.nll_nats_stderr:.3f} nats ({report.bits_per_dim:.4f} bits/dim), training "
+                       f"{train_nats:.3f}; best {state['best_valid']:.3f}", file=sys.stderr)
         records = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
         plot_curves(records, self.out / "curves.png", self.levels, self.config.schedule_events())
         return record
@@ -392,9 +397,3 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, progre
     trainer.run()
     return trainer.evaluated_model
 
-
-def _without_dropout(config) -> dict:
-    """A model configuration as a dictionary, less its dropout rates (which weights do not depend on)."""
-    def strip(options: dict) -> dict:
-        return {k: strip(v) if isinstance(v, dict) else v for k, v in options.items() if k != "dropout"}
-    return strip(config.to_dict())
