@@ -212,3 +212,24 @@ def test_a_dataset_option_that_nothing_would_read_is_refused(tmp_path, trained, 
     args = [a.format(tmp=tmp_path, run=trained) for a in command]
     assert_one_line_error(pixelrnn_cli(*args), "folder dataset" if "--data-dir" not in args else "part of the package")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_writes_each_images_nll(tmp_path, trained):
+    import json
+
+    import numpy as np
+    import torch
+
+    import pixelrnn
+
+    out = tmp_path / "new" / "nll.npy"
+    result = pixelrnn_cli("evaluate", "--checkpoint", str(trained), "--dataset", "digits", "--split", "test",
+                          "--limit", "40", "--json", "--per-image", str(out))
+    assert result.returncode == 0, result.stderr
+    report, nll = json.loads(result.stdout), np.load(out)
+    assert nll.shape == (40,) and nll.dtype == np.float64 and report["per_image"] == str(out)
+    assert abs(nll.mean() - report["nll_nats"]) < 1e-9
+    model, images = pixelrnn.load_model(trained), pixelrnn.load_dataset("digits", "test")[:40]
+    torch.testing.assert_close(torch.from_numpy(nll), -model.log_prob(images.long()).double())
+    assert_one_line_error(pixelrnn_cli("evaluate", "--checkpoint", str(trained), "--dataset", "digits", "--split",
+                                       "test", "--per-image", str(tmp_path / "nll.txt")), "ending in .npy")

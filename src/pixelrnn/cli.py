@@ -9,7 +9,7 @@ import sys
 
 from .errors import PixelRNNError
 from .interrupts import TrainingInterrupted
-from .cli_types import batch_change, count, lr_change, png_path, positive
+from .cli_types import batch_change, count, lr_change, npy_path, png_path, positive
 from .runtime import pick_device
 
 
@@ -79,17 +79,24 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .checkpoints import load_model
-    from .evaluation import check_compatible, evaluate
+    from .evaluation import check_compatible, per_image_nll, report_of_terms
 
-    model = load_model(args.checkpoint, pick_device(args.device))
+    device = pick_device(args.device)
+    if args.per_image:
+        _make_parent(args.per_image)
+    model = load_model(args.checkpoint, device)
     images, levels = _dataset_images(args)
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     if args.limit:
         images = images[: args.limit]
-    report = evaluate(model, images, batch_size=args.batch_size, progress=not args.json)
+    terms = per_image_nll(model, images, batch_size=args.batch_size, progress=not args.json)
+    report = report_of_terms(terms, images)
+    if args.per_image:
+        _save_array(terms.sum(1).numpy(), args.per_image)
     if args.json:
         print(json.dumps({**report.to_dict(), "dataset": args.dataset, "split": args.split,
-                          "binarized_on_the_fly": args.binarize, "checkpoint": str(args.checkpoint)}))
+                          "binarized_on_the_fly": args.binarize, "checkpoint": str(args.checkpoint),
+                          "per_image": args.per_image}))
     else:
         label = " (binarized on the fly, not the static benchmark)" if args.binarize else ""
         print(f"{args.dataset} {args.split}{label}: {report.images} images, NLL "
@@ -99,6 +106,8 @@ def _evaluate(args: argparse.Namespace) -> None:
             print(f"  = {report.stage_nll_nats['small_image']:.3f} nats for the small image (pixels "
                   f"(f i, f j), f = {model.factor}) + {report.stage_nll_nats['rest_given_small']:.3f} for "
                   f"the rest given it; exact, since the small image is a part of the image")
+        if args.per_image:
+            print(f"  each image's NLL (nats): {args.per_image}")
 
 
 def _dataset_images(args: argparse.Namespace):
@@ -122,7 +131,16 @@ def _make_parent(path) -> None:
 
 
 def _save_values(values, path) -> str:
-    """The raw sampled values beside a PNG: same name, .npy."""
+    """The raw sampled values beside a PNG: same name, .npy (uint8)."""
+    from pathlib import Path
+
+    target = Path(path).with_suffix(".npy")
+    _save_array(values.cpu().numpy().astype("uint8"), target)
+    return str(target)
+
+
+def _save_array(array, path) -> None:
+    """A NumPy array as a .npy file, written atomically."""
     import io
     from pathlib import Path
 
@@ -130,11 +148,9 @@ def _save_values(values, path) -> str:
 
     from .checkpoints import atomic_write
 
-    target = Path(path).with_suffix(".npy")
     buffer = io.BytesIO()
-    np.save(buffer, values.cpu().numpy().astype(np.uint8))
-    atomic_write(target, buffer.getvalue())
-    return str(target)
+    np.save(buffer, array)
+    atomic_write(Path(path), buffer.getvalue())
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -306,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
     evaluate.add_argument("--batch-size", type=count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluate.add_argument("--per-image", type=npy_path, metavar="FILE.npy",
+                          help="also write each image's NLL in nats, (N,) float64, in the split's order")
     _add_device(evaluate, "auto")
     evaluate.set_defaults(run=_evaluate)
 

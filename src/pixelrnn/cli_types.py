@@ -49,8 +49,14 @@ def positive(text: str) -> float:
     return value
 
 
-def png_path(text: str) -> str:
-    """argparse type: a file name ending in .png (the grid is PNG; x.jpg or x.txt would mislabel it)."""
-    if not text.lower().endswith(".png"):
-        raise argparse.ArgumentTypeError(f"{text}: needs a file name ending in .png")
-    return text
+def _file_name(suffix: str):
+    """argparse type: a file name ending in ``suffix`` (x.jpg or x.txt would mislabel a PNG)."""
+    def parse(text: str) -> str:
+        if not text.lower().endswith(suffix):
+            raise argparse.ArgumentTypeError(f"{text}: needs a file name ending in {suffix}")
+        return text
+    return parse
+
+
+png_path = _file_name(".png")
+npy_path = _file_name(".npy")

@@ -79,9 +79,13 @@ def nll_report(nll: torch.Tensor, dims: int) -> NLLReport:
 def evaluate(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
              progress: bool = False) -> NLLReport:
     """Exact mean NLL of ``images`` under ``model`` (with the stages of a multi-scale model)."""
-    dims = images.shape[1] * images.shape[2] * images.shape[3]
-    terms = per_image_nll(model, images, batch_size, progress)
-    report = nll_report(terms.sum(1), dims)
+    return report_of_terms(per_image_nll(model, images, batch_size, progress), images)
+
+
+def report_of_terms(terms: torch.Tensor, images: torch.Tensor) -> NLLReport:
+    """:func:`nll_report` of :func:`per_image_nll`'s (N, T) terms for ``images`` (N, C, H, W), with
+    each stage's mean if T = 2."""
+    report = nll_report(terms.sum(1), math.prod(images.shape[1:]))
     if terms.shape[1] == 1:
         return report
     stages = dict(zip(("small_image", "rest_given_small"), terms.mean(0).tolist()))
