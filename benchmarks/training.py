@@ -111,7 +111,8 @@ def main() -> None:
     path = "reference" if args.reference else "fused"
     if not args.reference and args.device == "cpu":
         native = args.scan == "native" and scan_kernel.load() is not None  # build it before timing
-        path += ", CPU scan " + ("compiled kernel" if native else "PyTorch")
+        path += ", CPU scan " + (f"compiled kernel for h <= {scan_kernel.NATIVE_MAX_HIDDEN}, else PyTorch"
+                                 if native else "PyTorch")
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "

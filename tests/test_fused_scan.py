@@ -134,6 +134,17 @@ def test_cpu_scans_use_the_native_kernel_when_it_is_built(scan_backend):
     assert type(out.grad_fn).__name__ == expected + "Backward"
 
 
+def test_wide_scans_take_the_pytorch_scan(scan_backend):
+    """Above NATIVE_MAX_HIDDEN the kernel is the slower one (measured), so it is not used there."""
+    plan = ScanPlan("rows", 2, 2, offsets=(-1, 0, 1))
+    for hidden in (scan_kernel.NATIVE_MAX_HIDDEN, scan_kernel.NATIVE_MAX_HIDDEN + 1):
+        gates = torch.zeros(2, 2, 1, 1, 4 * hidden, requires_grad=True)
+        out = lstm_scan(gates, torch.zeros(1, 3 * hidden, 4 * hidden), torch.zeros(1, hidden),
+                        torch.zeros(1, hidden), plan)
+        native = scan_backend == "native" and hidden <= scan_kernel.NATIVE_MAX_HIDDEN
+        assert type(out.grad_fn).__name__ == ("NativeLSTMScan" if native else "_LSTMScan") + "Backward"
+
+
 def test_without_a_compiler_the_pytorch_scan_runs_after_one_warning(monkeypatch):
     import torch.utils.cpp_extension
 
