@@ -29,11 +29,12 @@ _SOURCE = Path(__file__).with_name("csrc") / "lstm_scan.cpp"
 _MAX_TAPS = 16  # kMaxTaps in the kernel
 # Above this h the PyTorch scan is faster: the kernel does one matrix-vector product per cell and
 # image, streaming the (K h, 4h) weight each time, where PyTorch batches them into matrix products.
-# Measured (benchmarks/training.py, 7 layers, batch 16, 1 thread, images/s, kernel vs PyTorch):
-# h = 16: 67.7 vs 44.9 (Row LSTM), 49.2 vs 27.4 (Diagonal BiLSTM); h = 32: 20.9 vs 23.9, 17.2 vs 13.8;
-# h = 64: 6.3 vs 8.9, 5.1 vs 6.7; h = 128: 1.8 vs 6.7 (Row LSTM). With 2 threads h = 64 favoured the
-# kernel (3.7 vs 2.5, 3.1 vs 0.9; a noisy hour), so the cut is above 64.
-NATIVE_MAX_HIDDEN = 64
+# Measured 2026-11-25 (benchmarks/training.py, 7 layers, batch 16, kernel vs PyTorch, images/s,
+# Row LSTM / Diagonal BiLSTM, runs interleaved on an otherwise idle machine):
+#   h = 32:  1 thread 44.7 vs 46.9 / 35.5 vs 30.3;  2 threads 75.0 vs 64.7 / 63.2 vs 41.0
+#   h = 64:  1 thread 12.3 vs 18.5 / 9.7 vs 13.5;   2 threads 25.0 vs 30.3 / 19.3 vs 22.8
+#   h = 128: 1 thread 1.7 vs 6.2 / 1.3 vs 4.8;      2 threads 3.2 vs 11.1 / 2.6 vs 8.7
+NATIVE_MAX_HIDDEN = 32
 _enabled = os.environ.get("PIXELRNN_NATIVE", "1") != "0"
 
 
