@@ -233,7 +233,8 @@ def _data_options(for_training: bool) -> argparse.ArgumentParser:
                       help="folder dataset: images are cropped to their central square and resized to this (default 32)")
     data.add_argument("--channels", type=int, choices=(1, 3),
                       help="folder dataset: 1 (grey) or 3 (RGB) (default 3)")
-    data.add_argument("--limit", type=count(1), help="use only the first N images")
+    data.add_argument("--limit", type=count(1), help="use only the first N images" + (
+        " of the training split (the validation split stays whole)" if for_training else ""))
     return data
 
 
