@@ -92,6 +92,7 @@ def test_sigterm_from_outside_stops_a_run_with_a_checkpoint_at_its_step(tmp_path
     while not (run / ckpt.LAST).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # as `timeout` + `pkill -f` deliver it: repeats are ignored
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 128 + signal.SIGTERM, stderr
     step = int(re.search(r"stopped by SIGTERM at step (\d+), saved in", stderr).group(1))

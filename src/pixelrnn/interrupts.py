@@ -21,9 +21,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class StopRequests:
     """While active (a context manager), SIGINT and SIGTERM set ``requested`` to the signal's
-    number instead of stopping the process; the loop checks it between steps. A second signal
-    acts as usual (the handlers are restored at the first), so a stuck run can still be stopped.
-    Outside the main thread, where Python cannot set handlers, it does nothing."""
+    number instead of stopping the process; the loop checks it between steps. A second Ctrl-C
+    acts as usual (KeyboardInterrupt: the SIGINT handler is restored at the first), so a stuck run
+    can still be stopped by hand; repeated SIGTERMs are ignored, since a wrapper such as
+    ``timeout`` or ``pkill -f`` may deliver one twice, and a scheduler follows its SIGTERM with
+    SIGKILL anyway. Outside the main thread, where Python cannot set handlers, it does nothing."""
 
     def __init__(self) -> None:
         self.requested: int | None = None
@@ -38,10 +40,10 @@ class StopRequests:
         self._restore()
 
     def _request(self, number: int, frame) -> None:
-        self.requested = number
-        self._restore()
+        self.requested = self.requested or number
+        if number == signal.SIGINT:
+            self._restore(signal.SIGINT)
 
-    def _restore(self) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-        self._previous = {}
+    def _restore(self, *numbers: int) -> None:
+        for number in numbers or list(self._previous):
+            signal.signal(number, self._previous.pop(number))
