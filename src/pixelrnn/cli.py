@@ -7,9 +7,9 @@ import json
 import os
 import sys
 
+from .cli_types import batch_change, count, lr_change, npy_path, png_path, positive
 from .errors import PixelRNNError
 from .interrupts import TrainingInterrupted
-from .cli_types import batch_change, count, lr_change, npy_path, png_path, positive
 from .runtime import pick_device
 
 
