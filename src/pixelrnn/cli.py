@@ -81,7 +81,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .checkpoints import load_model
     from .evaluation import check_compatible, per_image_nll, report_of_terms
 
-    device = pick_device(args.device)
+    device = pick_device(args.device)  # a missing device is refused before any file is made
     if args.per_image:
         _make_parent(args.per_image)
     model = load_model(args.checkpoint, device)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .configs import PAPER_CONFIGS
+from .data.datasets import FOLDER_DEFAULTS, check_folder_options
 from .errors import PixelRNNError
 from .models import ARCHITECTURES
 
@@ -71,8 +72,8 @@ class TrainConfig:
     eval_every: int | None = None  # steps; None: once per epoch
     patience: int | None = None  # evaluations without improvement before stopping
     binarize: bool = False
-    image_size: int = 32
-    channels: int = 3
+    image_size: int = FOLDER_DEFAULTS["image_size"]  # the folder dataset's (the others' are fixed)
+    channels: int = FOLDER_DEFAULTS["channels"]
     limit: int | None = None  # use only the first N training images
     lr_changes: list = dataclasses.field(default_factory=list)  # [[step, lr], ...]: --lr-at, --resume --lr
     scale_factor: int = 1  # > 1: a Multi-Scale PixelRNN (section 3.6) with this subsampling factor
@@ -103,8 +104,9 @@ class TrainConfig:
             raise PixelRNNError(f"--ema-from {self.ema_from}: needs a step >= 0")
         if self.ema_from and not self.ema:
             raise PixelRNNError("--ema-from STEP needs --ema DECAY")
-        if self.dataset not in ("", "folder") and (self.image_size, self.channels) != (32, 3):
-            raise PixelRNNError(f"--image-size and --channels are for the folder dataset, not {self.dataset}")
+        if self.dataset:  # "" on --resume until the run's own is read
+            check_folder_options(self.dataset, **{name: value for name, value in (
+                ("image_size", self.image_size), ("channels", self.channels)) if value != FOLDER_DEFAULTS[name]})
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
         merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)

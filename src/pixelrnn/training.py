@@ -280,7 +280,8 @@ class Trainer:
         last_eval: dict = {}
         started, images_seen = time.perf_counter(), 0
         self._clock = (started, state.get("elapsed_s", 0.0))
-        signal_at = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")  # tests: STEP:SIGNAL
+        signal_step, signal_name = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")  # tests
+        signal_step = int(signal_step)
         while not self._budget_spent() and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
             while state["position"] < n and not self._budget_spent():
@@ -296,8 +297,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=state["epoch"], nats=f"{loss:.2f}",
                                 bpd=f"{bits_per_dim(loss, self.dims):.4f}", img_s=f"{rate:.0f}")
-                if state["step"] == int(signal_at[0]):
-                    os.kill(os.getpid(), signal.Signals[signal_at[1]])  # tests: a crash or a stop request
+                if state["step"] == signal_step:
+                    os.kill(os.getpid(), signal.Signals[signal_name])  # tests: a crash or a stop request
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
                     not cfg.eval_every and epoch_done) or self._budget_spent():

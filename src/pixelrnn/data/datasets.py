@@ -232,6 +232,18 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+FOLDER_DEFAULTS = {"image_size": 32, "channels": 3}  # the folder dataset's options, when not given
+
+
+def check_folder_options(name: str, image_size: int | None = None, channels: int | None = None) -> None:
+    """PixelRNNError if ``image_size`` or ``channels`` is given for a dataset other than ``folder``
+    (the others have images of a fixed size, so nothing would read them)."""
+    if name != "folder" and (image_size, channels) != (None, None):
+        info = dataset_info(name)
+        raise PixelRNNError(f"--image-size and --channels are for the folder dataset; {name} has "
+                            f"{info.size}x{info.size} images with {info.channels} channel(s)")
+
+
 def load_dataset(
     name: str,
     split: str,
@@ -251,14 +263,12 @@ def load_dataset(
     info = dataset_info(name)
     if split not in info.splits:
         raise PixelRNNError(f"{name} has no split {split!r}; its splits: {', '.join(info.splits)}")
-    if name != "folder" and (image_size, channels) != (None, None):
-        raise PixelRNNError(f"--image-size and --channels are for the folder dataset; {name} has "
-                            f"{info.size}x{info.size} images with {info.channels} channel(s)")
+    check_folder_options(name, image_size, channels)
     if name == "digits" and data_dir is not None:
         raise PixelRNNError(f"digits are part of the package: no data folder to read ({data_dir})")
     if name == "folder":
-        image_size = 32 if image_size is None else image_size
-        channels = 3 if channels is None else channels
+        image_size = FOLDER_DEFAULTS["image_size"] if image_size is None else image_size
+        channels = FOLDER_DEFAULTS["channels"] if channels is None else channels
         if data_dir is None:
             raise PixelRNNError("the folder dataset needs --data-dir DIR (your images)")
         if channels not in (1, 3):
