@@ -139,6 +139,24 @@ def test_complete_keeps_the_known_rows(tmp_path, trained):
     assert set(np.unique(values)) <= {0, 1}
 
 
+def test_complete_says_how_many_images_it_completed(tmp_path, trained):
+    import numpy as np
+
+    out = tmp_path / "c.png"
+    result = pixelrnn_cli("complete", "--checkpoint", str(trained), "--dataset", "digits", "--known-rows", "27",
+                          "--limit", "2", "--n", "5", "--samples", "1", "--seed", "0", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 images (5 asked, 2 available) x 1 completions")  # --limit 2 kept
+    assert np.load(out.with_suffix(".npy")).shape == (2, 1, 1, 28, 28)
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path, trained):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = pixelrnn_cli("sample", "--checkpoint", str(trained), "--out", str(tmp_path / "taken" / "x.png"))
+    assert_one_line_error(result, f"{tmp_path / 'taken'}: cannot write there (File exists)")
+    assert "Errno" not in result.stderr
+
+
 @pytest.mark.parametrize("command", ["evaluate", "complete"])
 def test_binarizing_binary_data_is_refused(tmp_path, trained, command):
     # Bernoulli(value / 255) of 0/1 data would be almost all zeros: a silently wrong NLL.

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import BEST, LAST, atomic_write, model_from_checkpoint, read_checkpoint, trained_image_size
+from .checkpoints import BEST, LAST, model_from_checkpoint, read_checkpoint, trained_image_size
 from .configs import parameter_count
 from .errors import PixelRNNError
+from .files import atomic_write
 from .sampling import sample
 from .train_config import TrainConfig
 from .visualize import image_grid, plot_curves, save_png

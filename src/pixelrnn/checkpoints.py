@@ -10,15 +10,14 @@ Never pickle: a checkpoint holds tensors and JSON only, so loading one runs no c
   weights if the run keeps them (``average.*``) and the trainer's progress
   (metadata ``trainer``), everything needed to resume exactly.
 
-Files are written to a temporary file in the same folder, flushed to disk and
-renamed over the old one: a process killed at any moment leaves either the old
-or the new checkpoint, never a partial one.
+Files are written atomically (:func:`pixelrnn.files.atomic_write`): a process
+killed at any moment leaves either the old or the new checkpoint, never a
+partial one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -27,30 +26,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from .errors import PixelRNNError
+from .files import atomic_write
 from .multiscale import AnyModel, model_from_config
 
 FORMAT = "pixelrnn"
 VERSION = "1"
 BEST, LAST = "best.safetensors", "last.safetensors"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _metadata(model: AnyModel, kind: str, extra: dict | None) -> dict[str, str]:

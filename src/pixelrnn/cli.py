@@ -87,8 +87,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint, device)
     images, levels = _dataset_images(args)
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
-    if args.limit:
-        images = images[: args.limit]
     terms = per_image_nll(model, images, batch_size=args.batch_size, progress=not args.json)
     report = report_of_terms(terms, images)
     if args.per_image:
@@ -112,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _dataset_images(args: argparse.Namespace):
     """(images, levels) of the --dataset split as a model sees it: with --binarize, the fixed
-    binarization draw that training evaluates on."""
+    binarization draw that training evaluates on; with --limit, its first N images."""
     from .data import binarize_fixed, dataset_info, load_dataset
 
     images = load_dataset(args.dataset, args.split, args.data_dir,
@@ -120,14 +118,16 @@ def _dataset_images(args: argparse.Namespace):
     levels = dataset_info(args.dataset).levels
     if args.binarize:
         images, levels = binarize_fixed(images, levels, args.dataset), 2
-    return images, levels
+    return images[: args.limit], levels  # the draw of each image does not depend on --limit
 
 
 def _make_parent(path) -> None:
-    """Create the folder of an output file before any work, so a bad --out fails at once."""
+    """Create the folder of an output file and check it is writable, before any work."""
     from pathlib import Path
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from .files import writable_folder
+
+    writable_folder(Path(path).parent)
 
 
 def _save_values(values, path) -> str:
@@ -146,7 +146,7 @@ def _save_array(array, path) -> None:
 
     import numpy as np
 
-    from .checkpoints import atomic_write
+    from .files import atomic_write
 
     buffer = io.BytesIO()
     np.save(buffer, array)
@@ -195,8 +195,9 @@ def _complete(args: argparse.Namespace) -> None:
     grid = torch.stack(rows, dim=1).flatten(0, 1)
     save_png(image_grid(grid, model.levels, columns=len(rows)), args.out, scale=args.scale)
     values = _save_values(torch.stack(rows[2:], dim=1), args.out)
-    print(f"{args.n} images x {args.samples} completions from the top {args.known_rows} rows: "
-          f"{args.out} (values: {values})")
+    shortfall = f" ({args.n} asked, {len(images)} available)" if len(images) < args.n else ""
+    print(f"{len(images)} images{shortfall} x {args.samples} completions from the top {args.known_rows} "
+          f"rows: {args.out} (values: {values})")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -358,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(error: Exception) -> str:
+    """One line for the user: an OS error as ``PATH: reason`` (no ``[Errno N]``)."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -366,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 141  # 128 + SIGPIPE
     except (PixelRNNError, ValueError, OSError) as error:
-        print(f"pixelrnn: error: {error}", file=sys.stderr)
+        print(f"pixelrnn: error: {_describe(error)}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stop:  # SIGINT or SIGTERM during training: a checkpoint was saved
         print(f"pixelrnn: {stop}", file=sys.stderr)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import atomic_write, load_model_with_meta, resolve_model_path
+from .checkpoints import load_model_with_meta, resolve_model_path
+from .files import atomic_write, writable_folder
 from .data import load_dataset
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
@@ -36,8 +37,7 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 
     path = resolve_model_path(path)
     model, meta = load_model_with_meta(path, device)
     info = meta.get("info", {})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out)
 
     digits = load_dataset("digits", "test").long()
     check_compatible(model, digits, 2, "the embedded digits")

@@ -131,7 +131,8 @@ def complete(model: AnyModel, images: torch.Tensor, known_rows: int, *, seed: in
     if images.is_floating_point():
         raise PixelRNNError("complete() needs integer images in [0, levels)")
     if not 0 <= known_rows <= images.shape[2]:
-        raise PixelRNNError(f"known_rows must be in 0..{images.shape[2]}, got {known_rows}")
+        raise PixelRNNError(f"known rows (--known-rows) {known_rows}: must be in 0..{images.shape[2]}, "
+                            "the images' height")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

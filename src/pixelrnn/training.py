@@ -45,6 +45,7 @@ from .data import binarize, binarize_fixed, dataset_info, load_dataset
 from .distributions import bits_per_dim
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
+from .files import atomic_write, writable_folder
 from .interrupts import StopRequests, TrainingInterrupted
 from .models import build_model
 from .multiscale import AnyModel, build_multiscale, weight_layout
@@ -79,7 +80,7 @@ class Trainer:
         if self.out.exists() and not self.out.is_dir():
             raise PixelRNNError(f"--out {self.out}: a file, not a run folder")
         created = not self.out.exists()
-        self.out.mkdir(parents=True, exist_ok=True)
+        writable_folder(self.out)
         self._lock = RunLock(self.out)  # held until run() ends: one process writes into a run folder
         try:
             self._setup(config, resume, force, new_lr, new_batch_size, new_eval_every, expect)
@@ -140,7 +141,7 @@ class Trainer:
     # --- setup -----------------------------------------------------------------------------
 
     def _write_run_json(self) -> None:
-        ckpt.atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
+        atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
 
     def _load_data(self) -> None:
         cfg = self.config
@@ -244,7 +245,7 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if path.is_file():
             kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            ckpt.atomic_write(path, "".join(line + "\n" for line in kept).encode())
+            atomic_write(path, "".join(line + "\n" for line in kept).encode())
 
     # --- the loop --------------------------------------------------------------------------
 

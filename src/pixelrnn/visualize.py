@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import atomic_write
+from .files import atomic_write
 
 
 def plot_curves(records: list[dict], path: str | Path, levels: int, events: list[tuple[int, str]] = ()) -> None:
