@@ -32,6 +32,15 @@ def weights(run_dir):
     return {k: v for k, v in load_file(run_dir / ckpt.LAST).items() if not k.startswith("rng.")}
 
 
+def rates_of_run(monkeypatch, trainer) -> list[float]:
+    """Run ``trainer``; the learning rate of each of its optimizer steps."""
+    rates, original_step = [], trainer.optimizer.step
+    monkeypatch.setattr(trainer.optimizer, "step",
+                        lambda: (rates.append(trainer.optimizer.param_groups[0]["lr"]), original_step())[1])
+    trainer.run()
+    return rates
+
+
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert pixelrnn_cli(*TRAIN, "--out", str(straight)).returncode == 0
@@ -208,17 +217,12 @@ def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):
     from pixelrnn.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    rates = []
     monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
     Trainer(TrainConfig(steps=4, **config), progress=False).run()
     changed = Trainer(TrainConfig(steps=6, **config), resume=True, progress=False, new_lr=1e-4)
-    original_step = changed.optimizer.step
-    monkeypatch.setattr(changed.optimizer, "step",
-                        lambda: (rates.append(changed.optimizer.param_groups[0]["lr"]), original_step())[1])
-    changed.run()
-    assert rates == [1e-4, 1e-4]
+    assert rates_of_run(monkeypatch, changed) == [1e-4, 1e-4]
     assert changed.config.lr == 1e-3 and changed.config.lr_changes == [[4, 1e-4]]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["lr_changes"] == [[4, 1e-4]]
     again = Trainer(TrainConfig(steps=8, **config), resume=True, progress=False, new_lr=1e-4)
@@ -240,18 +244,11 @@ def test_learning_rate_schedule(tmp_path, monkeypatch):
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
 
-    def rates_of(trainer):
-        rates, original_step = [], trainer.optimizer.step
-        monkeypatch.setattr(trainer.optimizer, "step",
-                            lambda: (rates.append(trainer.optimizer.param_groups[0]["lr"]), original_step())[1])
-        trainer.run()
-        return rates
-
     first = Trainer(TrainConfig(steps=4, lr_changes=[[3, 1e-5], [2, 1e-4], [1, 1e-4]], **config), progress=False)
     assert first.config.lr_changes == [[1, 1e-4], [3, 1e-5]]  # sorted, the repeated rate dropped
-    assert rates_of(first) == [1e-3, 1e-4, 1e-4, 1e-5]
+    assert rates_of_run(monkeypatch, first) == [1e-3, 1e-4, 1e-4, 1e-5]
     resumed = Trainer(TrainConfig(steps=6, lr_changes=[[5, 2e-5]], **config), resume=True, progress=False)
-    assert rates_of(resumed) == [1e-5, 2e-5]
+    assert rates_of_run(monkeypatch, resumed) == [1e-5, 2e-5]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["lr_changes"] == [[1, 1e-4], [3, 1e-5], [5, 2e-5]]
     card = write_card(tmp_path / "run").read_text()
     assert "--lr-at 1:0.0001 --lr-at 3:1e-05 --lr-at 5:2e-05" in card
@@ -261,6 +258,32 @@ def test_learning_rate_schedule(tmp_path, monkeypatch):
         Trainer(TrainConfig(steps=2, lr_changes=[[1, 0.0]], **{**config, "out": str(tmp_path / "new")}))
     result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--lr-at", "10=1e-4")
     assert result.returncode == 2 and "is not STEP:LR" in result.stderr
+
+
+def test_learning_rate_warm_up(tmp_path, monkeypatch):
+    """--warmup N: step k (from 0) runs at (k + 1) / N of the scheduled rate until step N - 1, also
+    across a resume in the middle of the ramp; it is part of the run (recorded, on the card, a
+    different value on resume refused); negative values are refused."""
+    from pixelrnn.cards import write_card
+    from pixelrnn.training import TrainConfig, Trainer
+
+    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
+                  checkpoint_every=2, eval_every=2, warmup=4, lr_changes=[[2, 5e-4]], out=str(tmp_path / "run"))
+
+    first = Trainer(TrainConfig(steps=2, **config), progress=False)
+    assert rates_of_run(monkeypatch, first) == pytest.approx([2.5e-4, 5e-4])
+    resumed = Trainer(TrainConfig(steps=6, **{**config, "lr_changes": []}), resume=True, progress=False)
+    assert rates_of_run(monkeypatch, resumed) == pytest.approx([3.75e-4, 5e-4, 5e-4, 5e-4])
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["warmup"] == 4
+    card = write_card(tmp_path / "run").read_text()
+    assert "lr 0.001 (linear warm-up over the first 4 steps)" in card and "--warmup 4" in card
+    with pytest.raises(PixelRNNError, match="a run with --warmup 4, not 8"):
+        Trainer(TrainConfig(steps=8, **config), resume=True, progress=False, expect={"warmup": 8})
+    with pytest.raises(PixelRNNError, match="--warmup -1: needs a number of steps >= 0"):
+        Trainer(TrainConfig(steps=2, **{**config, "warmup": -1, "out": str(tmp_path / "new")}))
+    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--warmup", "-1")
+    assert result.returncode == 2 and "--warmup: -1: needs a whole number >= 0" in result.stderr
 
 
 def test_batch_size_schedule(tmp_path, monkeypatch):

@@ -26,8 +26,9 @@ def _command(config: dict) -> str:
              "hidden": "--hidden", "layers": "--layers", "seed": "--seed",
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
              "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
-             "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from"}
-    defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0}  # left out of the command
+             "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from",
+             "warmup": "--warmup"}
+    defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0}  # left out of the command
     parts = ["pixelrnn train"]
     for key, flag in flags.items():
         value = config.get(key)
@@ -82,6 +83,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         f"| configuration | {cfg.summary()} |",
         f"| parameters | {parameter_count(model):,} stored, {parameter_count(model, effective=True):,} effective |",
         f"| training | {config['optimizer']} lr {config['lr']}"
+        + (f" (linear warm-up over the first {config['warmup']} steps)" if config.get("warmup") else "")
         + "".join(f", {lr} from step {at}" for at, lr in config.get("lr_changes", []))
         + (f", weights averaged (EMA, decay {config['ema']} per step) from step {config.get('ema_from', 0)}"
            if config.get("ema") else "")

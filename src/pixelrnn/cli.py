@@ -44,7 +44,7 @@ def _datasets(args: argparse.Namespace) -> None:
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
                "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
-               "dropout", "init_from")
+               "dropout", "init_from", "warmup")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-at", type=lr_change, action="append", metavar="STEP:LR",
                        help="from STEP on, learning rate LR (repeatable; with --resume: added to the run's)")
     train.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (default 1)")
+    train.add_argument("--warmup", type=count(0), metavar="STEPS",
+                       help="raise the learning rate linearly over the first STEPS steps (default 0: none); "
+                       "keeps RMSProp's first updates small in wide models")
     train.add_argument("--clip", type=float, help="gradient-norm clipping, 0 for none (default 1)")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)

@@ -82,6 +82,7 @@ class TrainConfig:
     batch_changes: list = dataclasses.field(default_factory=list)  # [[step, size], ...]: --batch-at
     dropout: float | None = None  # the model's residual-branch dropout (None: the model's default, 0)
     init_from: str | None = None  # a new run starts from this model's weights (same configuration)
+    warmup: int = 0  # the learning rate rises linearly over the first N steps (0: no warm-up)
 
     def check(self) -> None:
         """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
@@ -100,6 +101,8 @@ class TrainConfig:
             raise PixelRNNError(f"--clip {self.clip}: needs a gradient norm > 0, or 0 for no clipping")
         if not 0 <= self.ema < 1:
             raise PixelRNNError(f"--ema {self.ema}: the decay must be in [0, 1), e.g. 0.9995")
+        if self.warmup < 0:
+            raise PixelRNNError(f"--warmup {self.warmup}: needs a number of steps >= 0")
         if self.ema_from < 0:
             raise PixelRNNError(f"--ema-from {self.ema_from}: needs a step >= 0")
         if self.ema_from and not self.ema:
@@ -116,6 +119,8 @@ class TrainConfig:
         """[(step, label)]: the learning-rate and batch-size changes and the start of weight
         averaging, for plots."""
         events = [(at, f"lr {lr:g}") for at, lr in self.lr_changes]
+        if self.warmup:
+            events.append((self.warmup, "warm-up done"))
         events += [(at, f"batch {size}") for at, size in self.batch_changes]
         if self.ema:
             events.append((self.ema_from, f"EMA {self.ema:g}"))
@@ -130,6 +135,14 @@ class TrainConfig:
     def base_lr(self, step: int) -> float:
         """The learning rate before the per-epoch decay: ``lr``, or the last change made by ``step``."""
         return _value_at(self.lr_changes, step, self.lr)
+
+    def lr_at(self, step: int, epoch: int) -> float:
+        """The learning rate of step ``step`` (counted from 0), in epoch ``epoch``: the schedule's
+        (:meth:`base_lr`) times ``lr_decay ** epoch``, times ``(step + 1) / warmup`` during the
+        warm-up. PyTorch's RMSProp starts its mean square at 0, so its first update moves every
+        weight by about 10x the rate; the warm-up keeps that step small in wide models."""
+        ramp = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        return self.base_lr(step) * self.lr_decay ** epoch * ramp
 
     def batch_size_at(self, step: int) -> int:
         """Images per step at ``step``: ``batch_size``, or the last change made by then."""

@@ -338,7 +338,7 @@ class Trainer:
 
     def _step(self, batch: torch.Tensor, epoch: int) -> float:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.base_lr(self.state["step"]) * self.config.lr_decay ** epoch
+            group["lr"] = self.config.lr_at(self.state["step"], epoch)
         self.optimizer.zero_grad(set_to_none=True)
         loss = -self.model.log_prob(batch).mean()
         loss.backward()
