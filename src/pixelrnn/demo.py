@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_model_with_meta, resolve_model_path
-from .files import atomic_write, writable_folder
 from .data import load_dataset
 from .errors import PixelRNNError
 from .evaluation import check_compatible, evaluate
+from .files import atomic_write, writable_folder
 from .sampling import complete, sample
 from .visualize import image_grid, save_png
 

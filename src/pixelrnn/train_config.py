@@ -116,8 +116,8 @@ class TrainConfig:
         merge_changes([], self.batch_changes, 0, "batch-size", int)
 
     def schedule_events(self) -> list[tuple[int, str]]:
-        """[(step, label)]: the learning-rate and batch-size changes and the start of weight
-        averaging, for plots."""
+        """[(step, label)]: the learning-rate and batch-size changes, the end of the warm-up and
+        the start of weight averaging, for plots."""
         events = [(at, f"lr {lr:g}") for at, lr in self.lr_changes]
         if self.warmup:
             events.append((self.warmup, "warm-up done"))

@@ -337,8 +337,9 @@ class Trainer:
         return images.to(self.device, dtype=torch.long)
 
     def _step(self, batch: torch.Tensor, epoch: int) -> float:
+        lr = self.config.lr_at(self.state["step"], epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr_at(self.state["step"], epoch)
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss = -self.model.log_prob(batch).mean()
         loss.backward()
