@@ -286,6 +286,35 @@ def test_learning_rate_warm_up(tmp_path, monkeypatch):
     assert result.returncode == 2 and "--warmup: -1: needs a whole number >= 0" in result.stderr
 
 
+def test_kernel_size_option(tmp_path):
+    """--kernel-size K builds the Row LSTM's 1 x K (and the PixelCNN's K x K) kernels; it is part of
+    the run (recorded, on the card, a different value on resume refused); even sizes and the
+    Diagonal BiLSTM, which has no such kernel, are refused."""
+    from pixelrnn.cards import write_card
+
+    run = tmp_path / "run"
+    first = pixelrnn_cli(*TRAIN, "--out", str(run), "--kernel-size", "5", "--steps", "2")
+    assert first.returncode == 0, first.stderr
+    model = pixelrnn.load_model(run / ckpt.LAST)
+    assert model.config.kernel_size == 5 and model.blocks[0].kernel_size == 5
+    assert json.loads((run / "run.json").read_text())["kernel_size"] == 5
+    card = write_card(run, samples=1).read_text()
+    assert "kernel size 5" in card and "--kernel-size 5" in card
+    refused = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "4", "--kernel-size", "3")
+    assert refused.returncode == 2 and "a run with --kernel-size 5, not 3" in refused.stderr
+    default = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "default"), "--steps", "2")
+    resumed = pixelrnn_cli("train", "--out", str(tmp_path / "default"), "--resume", "--steps", "3",
+                           "--kernel-size", "3", "--quiet")
+    assert default.returncode == 0 and resumed.returncode == 0, resumed.stderr
+    even = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "even"), "--kernel-size", "4")
+    assert even.returncode == 2 and "--kernel-size 4: needs an odd whole number >= 1" in even.stderr
+    diagonal = [*TRAIN, "--out", str(tmp_path / "diagonal"), "--kernel-size", "5"]
+    diagonal[diagonal.index("row_lstm")] = "diagonal_bilstm"
+    refused = pixelrnn_cli(*diagonal)
+    assert refused.returncode == 2 and "the Diagonal BiLSTM's kernels are fixed" in refused.stderr
+    assert not (tmp_path / "even").exists() and not (tmp_path / "diagonal").exists()
+
+
 def test_batch_size_schedule(tmp_path, monkeypatch):
     """--resume --batch-size / --batch-at: later steps take batches of the new size from where the
     data order stands; the change is recorded, and the card's one command (--batch-at) trains the

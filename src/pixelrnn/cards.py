@@ -27,7 +27,7 @@ def _command(config: dict) -> str:
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
              "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
              "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from",
-             "warmup": "--warmup"}
+             "warmup": "--warmup", "kernel_size": "--kernel-size"}
     defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0}  # left out of the command
     parts = ["pixelrnn train"]
     for key, flag in flags.items():

@@ -44,7 +44,7 @@ def _datasets(args: argparse.Namespace) -> None:
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
                "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
-               "dropout", "init_from", "warmup")
+               "dropout", "init_from", "warmup", "kernel_size")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip", type=float, help="gradient-norm clipping, 0 for none (default 1)")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)
+    train.add_argument("--kernel-size", type=int, metavar="K",
+                       help="the PixelCNN's K x K and the Row LSTM's 1 x K masked kernels (odd; default 3, "
+                       "the paper's); wider ones widen the Row LSTM's triangular receptive field")
     train.add_argument("--dropout", type=float, metavar="P",
                        help="zero each output of a residual branch with probability P in training "
                        "(a regulariser, not in the paper; default 0)")

@@ -94,8 +94,10 @@ class ModelConfig:
 
     def summary(self) -> str:
         """One line for model cards and reports."""
+        kernel = self.kernel_size != 3 and self.architecture != "diagonal_bilstm"  # the DBiLSTM has none
         return (f"{self.architecture}, h = {self.hidden}, {self.layers} layers, head {self.head}, "
                 f"{self.output} output, residual {self.residual}, skip {self.skip}"
+                + (f", kernel size {self.kernel_size}" if kernel else "")
                 + (f", dropout {self.dropout:g}" if self.dropout else ""))
 
     def to_dict(self) -> dict:

@@ -83,6 +83,7 @@ class TrainConfig:
     dropout: float | None = None  # the model's residual-branch dropout (None: the model's default, 0)
     init_from: str | None = None  # a new run starts from this model's weights (same configuration)
     warmup: int = 0  # the learning rate rises linearly over the first N steps (0: no warm-up)
+    kernel_size: int | None = None  # k of the PixelCNN's k x k and the Row LSTM's 1 x k kernels (None: 3)
 
     def check(self) -> None:
         """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
@@ -110,6 +111,11 @@ class TrainConfig:
         if self.dataset:  # "" on --resume until the run's own is read
             check_folder_options(self.dataset, **{name: value for name, value in (
                 ("image_size", self.image_size), ("channels", self.channels)) if value != FOLDER_DEFAULTS[name]})
+        if self.kernel_size is not None and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
+            raise PixelRNNError(f"--kernel-size {self.kernel_size}: needs an odd whole number >= 1")
+        if self.kernel_size is not None and self.model == "diagonal_bilstm":
+            raise PixelRNNError("--kernel-size: the Diagonal BiLSTM's kernels are fixed by its skew "
+                                "(1 x 1 input-to-state, 2 x 1 state-to-state, paper 3.2)")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
         merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)
@@ -157,6 +163,7 @@ class TrainConfig:
                       and c.model["layers"] > 1), None)
         options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
         options.update(channels=channels, levels=levels)
-        overrides = (("hidden", self.hidden), ("layers", self.layers), ("dropout", self.dropout))
+        overrides = (("hidden", self.hidden), ("layers", self.layers), ("dropout", self.dropout),
+                     ("kernel_size", self.kernel_size))
         options.update({k: v for k, v in overrides if v is not None})
         return options

@@ -213,10 +213,10 @@ class Trainer:
 
     def _check_matches(self, given: dict) -> None:
         """On resume: PixelRNNError unless each ``given`` option equals the run's (h, the layer
-        count and dropout as built, for runs that took the defaults)."""
+        count, dropout and kernel size as built, for runs that took the defaults)."""
         stage = getattr(self.model.config, "large", self.model.config)  # a multi-scale model's full size
         actual = {**dataclasses.asdict(self.config), "hidden": stage.hidden, "layers": stage.layers,
-                  "dropout": stage.dropout}
+                  "dropout": stage.dropout, "kernel_size": stage.kernel_size}
         for name, value in given.items():
             if actual[name] != value:
                 raise PixelRNNError(
