@@ -98,3 +98,16 @@ def test_convolutional_and_row_models_have_their_known_blind_spots(arch):
     dep = dependency_matrix(model, 4, 9)
     order = raster_index(1, 4, 9)
     assert not dep[order[0, 3, 0], order[0, 0, 8]]
+
+
+@pytest.mark.parametrize("kernel_size,layers", [(3, 1), (3, 4), (5, 1), (5, 4)])
+def test_row_lstm_sees_a_triangle_to_the_right_that_depth_does_not_widen(kernel_size, layers):
+    """The Row LSTM's receptive field (paper 3.1): in the r-th row above a pixel it sees
+    3 + (r - 1) * (k // 2) columns to its right (3: the 7x7 input layer's), whatever its
+    depth: only a wider kernel widens the triangle (the README's k = 5 finding)."""
+    height, width, row, column = 6, 16, 5, 3
+    dep = dependency_matrix(tiny_model("row_lstm", 1, 2, layers=layers, kernel_size=kernel_size), height, width)
+    order = raster_index(1, height, width)
+    for r in range(1, row + 1):
+        seen = [c - column for c in range(width) if dep[order[0, row, column], order[0, row - r, c]]]
+        assert max(seen) == 3 + (r - 1) * (kernel_size // 2)
