@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)
     train.add_argument("--kernel-size", type=int, metavar="K",
-                       help="the PixelCNN's K x K and the Row LSTM's 1 x K masked kernels (odd; default 3, "
+                       help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (odd; default 3, "
                        "the paper's); wider ones widen the Row LSTM's triangular receptive field")
     train.add_argument("--dropout", type=float, metavar="P",
                        help="zero each output of a residual branch with probability P in training "
