@@ -100,14 +100,37 @@ def test_convolutional_and_row_models_have_their_known_blind_spots(arch):
     assert not dep[order[0, 3, 0], order[0, 0, 8]]
 
 
+def columns_seen_in_rows_above(model, height: int, width: int, row: int, column: int) -> list[list[int]]:
+    """For r = 1..row: the column offsets (c - column) in row ``row - r`` that the
+    prediction of pixel (row, column) depends on, for a one-channel model."""
+    dep = dependency_matrix(model, height, width)
+    order = raster_index(1, height, width)
+    return [[c - column for c in range(width) if dep[order[0, row, column], order[0, row - r, c]]]
+            for r in range(1, row + 1)]
+
+
 @pytest.mark.parametrize("kernel_size,layers", [(3, 1), (3, 4), (5, 1), (5, 4)])
 def test_row_lstm_sees_a_triangle_to_the_right_that_depth_does_not_widen(kernel_size, layers):
     """The Row LSTM's receptive field (paper 3.1): in the r-th row above a pixel it sees
     3 + (r - 1) * (k // 2) columns to its right (3: the 7x7 input layer's), whatever its
     depth: only a wider kernel widens the triangle (the README's k = 5 finding)."""
-    height, width, row, column = 6, 16, 5, 3
-    dep = dependency_matrix(tiny_model("row_lstm", 1, 2, layers=layers, kernel_size=kernel_size), height, width)
-    order = raster_index(1, height, width)
-    for r in range(1, row + 1):
-        seen = [c - column for c in range(width) if dep[order[0, row, column], order[0, row - r, c]]]
-        assert max(seen) == 3 + (r - 1) * (kernel_size // 2)
+    model = tiny_model("row_lstm", 1, 2, layers=layers, kernel_size=kernel_size)
+    seen = columns_seen_in_rows_above(model, height=6, width=16, row=5, column=3)
+    for r, offsets in enumerate(seen, start=1):
+        assert max(offsets) == 3 + (r - 1) * (kernel_size // 2)
+
+
+@pytest.mark.parametrize("kernel_size,layers", [(3, 1), (3, 2), (5, 1), (5, 3)])
+def test_pixelcnn_sees_a_triangle_to_the_right_and_a_band_above_that_depth_bounds(kernel_size, layers):
+    """The PixelCNN's receptive field (paper 3.5): in the r-th row above a pixel it sees
+    3 + min(L, r - 1) * (k // 2) columns to its right after L blocks of K x K masked
+    convolutions (3: the 7x7 input layer's), the Row LSTM's triangle cut off by depth,
+    and nothing above the 3 + L * (k // 2)-th row."""
+    model = tiny_model("pixelcnn", 1, 2, layers=layers, kernel_size=kernel_size)
+    seen = columns_seen_in_rows_above(model, height=10, width=20, row=9, column=3)
+    top = 3 + layers * (kernel_size // 2)
+    for r, offsets in enumerate(seen, start=1):
+        if r > top:
+            assert not offsets
+        else:
+            assert max(offsets) == 3 + min(layers, r - 1) * (kernel_size // 2)

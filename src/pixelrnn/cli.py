@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layers", type=int)
     train.add_argument("--kernel-size", type=int, metavar="K",
                        help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (odd; default 3, "
-                       "the paper's); wider ones widen the Row LSTM's triangular receptive field")
+                       "the paper's); wider ones widen both models' triangular receptive field")
     train.add_argument("--dropout", type=float, metavar="P",
                        help="zero each output of a residual branch with probability P in training "
                        "(a regulariser, not in the paper; default 0)")
