@@ -12,6 +12,7 @@ Each measurement runs in its own process so that the peak resident memory
     python benchmarks/training.py                   # everything, on CUDA if present
     python benchmarks/training.py --device cpu --batch-sizes 64 --only diagonal_bilstm
     python benchmarks/training.py --device cpu --skip-cifar --mnist-hidden 64 --batch-sizes 16
+    python benchmarks/training.py --device cpu --skip-cifar --only pixelcnn --kernel-size 5
     python benchmarks/training.py --reference       # the plain autograd recurrences
     python benchmarks/training.py --scan torch      # the PyTorch scan instead of the CPU kernel
 """
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--cifar-head", type=int, default=256)
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--kernel-size", type=int, default=3,
+                        help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (default 3)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     parser.add_argument("--reference", action="store_true", help="plain autograd recurrences")
     parser.add_argument("--scan", choices=["native", "torch"], default="native",
@@ -101,12 +104,15 @@ def main() -> None:
         return
 
     archs = args.only or list(pixelrnn.ARCHITECTURES)
-    mnist = {a: {**o, "hidden": args.mnist_hidden or o["hidden"]} for a, o in MNIST.items()}
-    settings = [(f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16}", 28, mnist)]
+    if args.kernel_size != 3 and "diagonal_bilstm" in archs:
+        parser.error("--kernel-size: the Diagonal BiLSTM's kernels are fixed; add --only pixelcnn row_lstm")
+    kernel = {"kernel_size": args.kernel_size} if args.kernel_size != 3 else {}
+    mnist = {a: {**o, "hidden": args.mnist_hidden or o["hidden"], **kernel} for a, o in MNIST.items()}
+    settings = [(f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16} k={args.kernel_size}", 28, mnist)]
     if not args.skip_cifar:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
-                         32, {a: cifar for a in archs}))
+                         32, {a: {**cifar, **kernel} for a in archs}))
     os.environ["PIXELRNN_NATIVE"] = "1" if args.scan == "native" else "0"
     path = "reference" if args.reference else "fused"
     if not args.reference and args.device == "cpu":
