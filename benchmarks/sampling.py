@@ -22,7 +22,6 @@ import torch
 
 import pixelrnn
 from pixelrnn.runtime import keep_freed_memory
-from pixelrnn.sampling import _generate
 
 MNIST = {
     "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32),
@@ -42,7 +41,7 @@ def seconds_per_image(model, batch, size, method, values=0) -> float:
         known = size - rows
     images = torch.zeros(batch, c, size, size, dtype=torch.long)
     start = time.perf_counter()
-    _generate(model, images, known, torch.Generator().manual_seed(0), method, 1.0, False)
+    model.complete(images, known, seed=0, method=method)
     elapsed = time.perf_counter() - start
     done = (size - known) * size * c
     return elapsed * total / done / batch

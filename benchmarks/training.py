@@ -30,7 +30,7 @@ import time
 import torch
 
 import pixelrnn
-from pixelrnn import scan_kernel
+from pixelrnn.layers import scan_kernel
 from pixelrnn.runtime import keep_freed_memory
 
 MNIST = {

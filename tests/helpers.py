@@ -83,12 +83,11 @@ def total_probability(model, height: int, width: int) -> float:
 def assert_cached_logits_equal(model: pixelrnn.PixelRNN, x: torch.Tensor, conditions=None) -> None:
     """Feed ``x`` (B, C, H, W) value by value through the cached evaluation and compare every
     pixel's logits with the full model's (``conditions``: a conditional stage's bias maps)."""
-    from pixelrnn.incremental import IncrementalPixelRNN
-
     batch, channels, height, width = x.shape
     full = model(x, conditions)
-    cache = IncrementalPixelRNN(model, batch, height, width, conditions)
+    cache = model.incremental(batch, height, width, conditions)
     for i in range(height):
+        cache.begin_row(i)
         for j in range(width):
             for c in range(channels):
                 torch.testing.assert_close(cache.logits(i, j)[:, c], full[:, c, :, i, j], rtol=0, atol=1e-12)

@@ -124,19 +124,19 @@ def test_training_from_python(tmp_path):
     assert model.log_prob(x).shape == (2,)
 
 
-def test_the_readmes_python_examples_run_as_written(tmp_path, monkeypatch):
-    """The README's Python blocks, in order, in an empty folder; only the training budget is cut."""
+@pytest.mark.parametrize("page", ["README.md", "docs/api.md"])
+def test_the_docs_python_examples_run_as_written(tmp_path, monkeypatch, page):
+    """A page's Python blocks, in order, in an empty folder; only the training budget is cut."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) >= 2
+    text = (Path(__file__).resolve().parents[1] / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
     code = "\n".join(blocks)
     assert "steps=1500" in code
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code.replace("steps=1500", "steps=2"), "README.md", "exec"), namespace)
+    exec(compile(code.replace("steps=1500", "steps=2"), page, "exec"), namespace)
     assert (tmp_path / "runs" / "digits" / "best.safetensors").is_file()
     assert namespace["samples"].shape == (16, 1, 28, 28)
-    assert namespace["filled"].shape[0] == 4

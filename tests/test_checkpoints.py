@@ -10,7 +10,7 @@ from helpers import tiny_model
 from safetensors.torch import save_file
 
 import pixelrnn
-from pixelrnn import checkpoints as ckpt
+from pixelrnn.training import checkpoints as ckpt
 from pixelrnn.errors import PixelRNNError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_training import TRAIN, pixelrnn_cli
 
-from pixelrnn.demo import SHIPPED_MODEL
+from pixelrnn.cli.demo import SHIPPED_MODEL
 
 
 def assert_one_line_error(result, *fragments):
@@ -19,7 +19,7 @@ def assert_one_line_error(result, *fragments):
 
 def test_unknown_model_lists_the_known_ones(tmp_path):
     result = pixelrnn_cli("train", "--model", "pixelsnail", "--dataset", "digits", "--out", str(tmp_path / "r"))
-    assert_one_line_error(result, "unknown model 'pixelsnail'", "pixelcnn, row_lstm, diagonal_bilstm")
+    assert_one_line_error(result, "unknown model 'pixelsnail'", "pixelcnn, row_lstm, diagonal_bilstm, gated_pixelcnn")
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
@@ -108,6 +108,27 @@ def test_a_grid_file_not_named_png_is_refused(tmp_path, trained, command, name):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sample_streams_any_number_of_images_to_a_npy_file(tmp_path, trained):
+    import numpy as np
+    import torch
+
+    import pixelrnn
+
+    out = tmp_path / "set.npy"
+    result = pixelrnn_cli("sample", "--checkpoint", str(trained), "--n", "5", "--batch-size", "2", "--height", "4",
+                          "--seed", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    values = np.load(out)
+    assert values.shape == (5, 1, 4, 4) and values.dtype == np.uint8
+    model = pixelrnn.load_model(trained)
+    assert torch.equal(torch.from_numpy(values[:2]).long(), model.sample(2, 4, 4, seed=1))
+    too_many = pixelrnn_cli("sample", "--checkpoint", str(trained), "--n", "5000", "--out", str(tmp_path / "g.png"))
+    assert_one_line_error(too_many, "a PNG grid holds at most 4096 images", "FILE.npy")
+    huge = pixelrnn_cli("sample", "--checkpoint", str(trained), "--n", "1000000000000", "--out", str(tmp_path / "h.npy"))
+    assert_one_line_error(huge, "GB are free")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.npy"]
+
+
 def test_sample_writes_into_a_new_folder_what_the_api_draws(tmp_path, trained):
     import numpy as np
     import torch
@@ -169,7 +190,7 @@ def test_samples_default_to_the_size_the_model_was_trained_on(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from pixelrnn.checkpoints import read_checkpoint, trained_image_size
+    from pixelrnn.training.checkpoints import read_checkpoint, trained_image_size
 
     (tmp_path / "images").mkdir()
     for i in range(4):
@@ -251,3 +272,12 @@ def test_evaluate_writes_each_images_nll(tmp_path, trained):
     torch.testing.assert_close(torch.from_numpy(nll), -model.log_prob(images.long()).double())
     assert_one_line_error(pixelrnn_cli("evaluate", "--checkpoint", str(trained), "--dataset", "digits", "--split",
                                        "test", "--per-image", str(tmp_path / "nll.txt")), "ending in .npy")
+
+
+def test_the_installed_command_is_the_cli():
+    from importlib.metadata import entry_points
+
+    from pixelrnn.cli.main import main
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "pixelrnn"]
+    assert script.load() is main

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pixelrnn.cards import write_card
-from pixelrnn.demo import SHIPPED_MODEL, run_demo
+from pixelrnn.cli.cards import write_card
+from pixelrnn.cli.demo import SHIPPED_MODEL, run_demo
 from pixelrnn.training import TrainConfig, Trainer
 
 

@@ -60,7 +60,7 @@ def test_depends_on_left_neighbour_pixel_above_and_earlier_channels(arch, channe
 def diagonal_bilstm_blind_spot(channels: int, height: int, width: int, input_kernel: int) -> torch.Tensor:
     """The earlier values that the Diagonal BiLSTM cannot see, as (n, n) bool in generation
     order: the last value of the previous row, x[r-1, W-1, C-1], from every pixel (r, c)
-    with c < W - 1 - input_kernel // 2 (see pixelrnn/diagonal_bilstm.py)."""
+    with c < W - 1 - input_kernel // 2 (see pixelrnn/models/diagonal_bilstm.py)."""
     order = raster_index(channels, height, width)
     blind = torch.zeros(order.numel(), order.numel(), dtype=torch.bool)
     for r in range(1, height):
@@ -134,3 +134,16 @@ def test_pixelcnn_sees_a_triangle_to_the_right_and_a_band_above_that_depth_bound
             assert not offsets
         else:
             assert max(offsets) == 3 + min(layers, r - 1) * (kernel_size // 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_gated_pixelcnn_has_no_blind_spot(channels):
+    """The vertical stack sees every column of the rows above within its widening band and the
+    horizontal stack the pixels to the left: two layers on a 4 x 5 image see every earlier
+    value (the PixelCNN of the same depth misses the far right of the rows above)."""
+    height, width = 4, 5
+    dep = dependency_matrix(tiny_model("gated_pixelcnn", channels, 2, layers=2), height, width)
+    earlier = torch.ones_like(dep).tril(-1)
+    assert torch.equal(dep, earlier)
+    pixelcnn = dependency_matrix(tiny_model("pixelcnn", channels, 2, layers=2), height, width)
+    assert not torch.equal(pixelcnn, earlier)

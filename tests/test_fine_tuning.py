@@ -8,9 +8,9 @@ import torch
 
 import pixelrnn
 from helpers import ARCHITECTURES, dependency_matrix, tiny_model
-from pixelrnn import checkpoints as ckpt
-from pixelrnn.cards import write_card
-from pixelrnn.cli import main as pixelrnn_main
+from pixelrnn.training import checkpoints as ckpt
+from pixelrnn.cli.cards import write_card
+from pixelrnn.cli.main import main as pixelrnn_main
 from pixelrnn.errors import PixelRNNError
 
 SMALL = ["--model", "pixelcnn", "--dataset", "digits", "--limit", "16", "--hidden", "4", "--layers", "2",

@@ -13,8 +13,8 @@ import torch
 from helpers import tiny_model
 
 import pixelrnn
-from pixelrnn import scan_kernel
-from pixelrnn.lstm_scan import ScanPlan, _LSTMScan, lstm_scan
+from pixelrnn.layers import scan_kernel
+from pixelrnn.layers.lstm_scan import ScanPlan, _LSTMScan, lstm_scan
 
 CASES = [
     ("row_lstm", 1, 2, {}),
@@ -171,7 +171,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block_the_next_load(tmp_path):
     build = tmp_path / "kernels" / scan_kernel.build_directory().name
     shutil.copytree(scan_kernel.build_directory(), build, ignore=shutil.ignore_patterns("*lock"))
     (build / "lock").touch()  # what a process killed inside PyTorch's load leaves
-    script = "from pixelrnn import scan_kernel; print(scan_kernel.load().__file__)"
+    script = "from pixelrnn.layers import scan_kernel; print(scan_kernel.load().__file__)"
     env = {**os.environ, "PIXELRNN_CACHE": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

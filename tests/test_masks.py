@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pixelrnn.layers import MaskedConv2d
-from pixelrnn.masks import causal_mask, channel_groups
+from pixelrnn.layers.masks import causal_mask, channel_groups
 
 
 def test_single_channel_3x3_masks():

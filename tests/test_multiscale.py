@@ -12,7 +12,7 @@ from helpers import (ARCHITECTURES, assert_cached_logits_equal, assert_samples_f
 from test_training import pixelrnn_cli
 
 import pixelrnn
-from pixelrnn.multiscale import given_by_small_image, subsample
+from pixelrnn.models.multiscale import given_by_small_image, subsample
 
 
 class ConditionalStage(torch.nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from helpers import (ARCHITECTURES, assert_cached_logits_equal, assert_samples_follow_the_model,
@@ -38,9 +39,32 @@ def test_cached_and_naive_draw_the_same_images(arch, channels, levels):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_cached_logits_equal_the_full_model(arch):
-    model = tiny_model(arch, 3, 5)
-    assert_cached_logits_equal(model, torch.randint(0, 5, (2, 3, 4, 6)))
+@pytest.mark.parametrize("channels,kernel_size", [(1, 3), (3, 3), (3, 5)])
+def test_cached_logits_equal_the_full_model(arch, channels, kernel_size):
+    options = {"kernel_size": kernel_size} if pixelrnn.ARCHITECTURES[arch].uses_kernel_size else {}
+    if kernel_size != 3 and not options:
+        pytest.skip("the architecture has no kernel size")
+    model = tiny_model(arch, channels, 5, **options)
+    assert_cached_logits_equal(model, torch.randint(0, 5, (2, channels, 4, 6)))
+
+
+def test_sample_sets_of_any_size_stream_to_a_file(tmp_path):
+    model = tiny_model("row_lstm", 1, 3).float()
+    path = pixelrnn.sample_to_file(model, 5, 4, 3, tmp_path / "s.npy", batch_size=2, seed=4)
+    values = torch.from_numpy(np.load(path))
+    assert values.shape == (5, 1, 4, 3) and values.dtype == torch.uint8 and int(values.max()) < 3
+    # Batches continue one random stream: the first is model.sample's with the seed.
+    assert torch.equal(values[:2].long(), model.sample(2, 4, 3, seed=4))
+    assert torch.equal(values, torch.from_numpy(np.load(pixelrnn.sample_to_file(
+        model, 5, 4, 3, tmp_path / "t.npy", batch_size=2, seed=4))))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy", "t.npy"]  # no temporary left
+
+
+def test_a_sample_set_larger_than_the_disk_is_refused_before_any_work(tmp_path):
+    model = tiny_model("pixelcnn", 1, 2).float()
+    with pytest.raises(PixelRNNError, match="GB are free"):
+        pixelrnn.sample_to_file(model, 10**12, 28, 28, tmp_path / "huge.npy")
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

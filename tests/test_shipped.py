@@ -67,3 +67,30 @@ def test_shipped_model_scores_what_its_card_says_on_validation_images(folder):
     report = pixelrnn.evaluate(pixelrnn.load_model(folder), images)
     best = best_record(folder)
     assert abs(report.nll_nats - best["valid_nll_nats"]) < 4 * report.nll_nats_stderr
+
+
+# Mean NLL (nats) of the first 64 validation images under each shipped model, as computed by the
+# code before the block protocol (commit d0ac995), in float32 on the CPU: the redesign must load
+# every checkpoint unchanged and give the same likelihoods, to float rounding.
+BEFORE_THE_BLOCK_PROTOCOL = {
+    "binarized-mnist-diagonal-bilstm": 77.39320284128189,
+    "binarized-mnist-diagonal-bilstm-1layer": 78.82053411006927,
+    "binarized-mnist-diagonal-bilstm-h32": 77.00640964508057,
+    "binarized-mnist-pixelcnn": 81.10444062948227,
+    "binarized-mnist-pixelcnn-dropout": 80.93725675344467,
+    "binarized-mnist-pixelcnn-k5": 79.26724451780319,
+    "binarized-mnist-row-lstm": 79.3325605392456,
+    "binarized-mnist-row-lstm-h32-k5": 78.71832478046417,
+    "binarized-mnist-row-lstm-h64": 79.30647897720337,
+}
+
+
+@pytest.mark.skipif(not (SHARED / "binarized_mnist").is_dir(), reason="shared data folder absent")
+@pytest.mark.parametrize("name", sorted(BEFORE_THE_BLOCK_PROTOCOL))
+def test_shipped_model_gives_the_likelihoods_it_gave_before(name):
+    import torch
+
+    images = pixelrnn.load_dataset("binarized-mnist", "valid", SHARED / "binarized_mnist")[:64].long()
+    with torch.no_grad():
+        nll = -pixelrnn.load_model(ROOT / "checkpoints" / name).log_prob(images).double().mean().item()
+    assert abs(nll - BEFORE_THE_BLOCK_PROTOCOL[name]) < 1e-4

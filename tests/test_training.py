@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 import pixelrnn
-from pixelrnn import checkpoints as ckpt
-from pixelrnn.cli import main as pixelrnn_main
+from pixelrnn.training import checkpoints as ckpt
+from pixelrnn.cli.main import main as pixelrnn_main
 from pixelrnn.errors import PixelRNNError
-from pixelrnn.run_lock import RunLock
+from pixelrnn.training.run_lock import RunLock
 
 TRAIN = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4",
          "--layers", "1", "--batch-size", "8", "--steps", "20", "--checkpoint-every", "3",
@@ -191,8 +191,8 @@ def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
     from pixelrnn.training import TrainConfig, Trainer
 
     grey = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8)
-    monkeypatch.setattr("pixelrnn.training.load_dataset", lambda *a, **k: grey)
-    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.trainer.load_dataset", lambda *a, **k: grey)
+    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="mnist", binarize=True, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=100)
     straight = Trainer(TrainConfig(out=str(tmp_path / "a"), steps=9, **config), progress=False)
@@ -214,10 +214,10 @@ def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
 
 def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):
     """--resume --lr: the rate changes from the resumed step on, is recorded, and survives resumes."""
-    from pixelrnn.cards import write_card
+    from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
     Trainer(TrainConfig(steps=4, **config), progress=False).run()
@@ -237,10 +237,10 @@ def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):
 def test_learning_rate_schedule(tmp_path, monkeypatch):
     """--lr-at STEP:LR: the rate changes at those steps, in a new run and added on resume; the
     card's one command (--lr-at) trains the same schedule; past steps and bad rates are refused."""
-    from pixelrnn.cards import write_card
+    from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
 
@@ -264,10 +264,10 @@ def test_learning_rate_warm_up(tmp_path, monkeypatch):
     """--warmup N: step k (from 0) runs at (k + 1) / N of the scheduled rate until step N - 1, also
     across a resume in the middle of the ramp; it is part of the run (recorded, on the card, a
     different value on resume refused); negative values are refused."""
-    from pixelrnn.cards import write_card
+    from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, warmup=4, lr_changes=[[2, 5e-4]], out=str(tmp_path / "run"))
 
@@ -290,7 +290,7 @@ def test_kernel_size_option(tmp_path):
     """--kernel-size K builds the Row LSTM's 1 x K (and the PixelCNN's K x K) kernels; it is part of
     the run (recorded, on the card, a different value on resume refused); even sizes and the
     Diagonal BiLSTM, which has no such kernel, are refused."""
-    from pixelrnn.cards import write_card
+    from pixelrnn.cli.cards import write_card
 
     run = tmp_path / "run"
     first = pixelrnn_cli(*TRAIN, "--out", str(run), "--kernel-size", "5", "--steps", "2")
@@ -315,14 +315,33 @@ def test_kernel_size_option(tmp_path):
     assert not (tmp_path / "even").exists() and not (tmp_path / "diagonal").exists()
 
 
+def test_head_option(tmp_path):
+    """--head F sets the output head's width; it is part of the run (recorded, on the card, a
+    different value on resume refused) and is range-checked before any work."""
+    from pixelrnn.cli.cards import write_card
+
+    run = tmp_path / "run"
+    first = pixelrnn_cli(*TRAIN, "--out", str(run), "--head", "12", "--steps", "2")
+    assert first.returncode == 0, first.stderr
+    model = pixelrnn.load_model(run / ckpt.LAST)
+    assert model.config.head == 12 and model.head_hidden.out_features == 12
+    assert json.loads((run / "run.json").read_text())["head"] == 12
+    assert "--head 12" in write_card(run, samples=1).read_text()
+    refused = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "4", "--head", "32")
+    assert refused.returncode == 2 and "a run with --head 12, not 32" in refused.stderr
+    zero = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "zero"), "--head", "0")
+    assert zero.returncode == 2 and "--head 0: needs a whole number >= 1" in zero.stderr
+    assert not (tmp_path / "zero").exists()
+
+
 def test_batch_size_schedule(tmp_path, monkeypatch):
     """--resume --batch-size / --batch-at: later steps take batches of the new size from where the
     data order stands; the change is recorded, and the card's one command (--batch-at) trains the
     same weights; an epoch budget still means whole epochs; bad sizes are refused."""
-    from pixelrnn.cards import write_card
+    from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2)
 

@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from pixelrnn import checkpoints as ckpt
+from pixelrnn.training import checkpoints as ckpt
 from pixelrnn.errors import PixelRNNError
 from test_training import TRAIN, pixelrnn_cli, weights
 
@@ -19,7 +19,7 @@ CONFIG = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, 
 
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
-    monkeypatch.setattr("pixelrnn.training.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
 
 
 def iterates_of(trainer, monkeypatch) -> list[list[torch.Tensor]]:
@@ -52,7 +52,7 @@ def test_the_average_is_the_ema_of_the_iterates_and_is_what_is_evaluated(tmp_pat
     for a, b in zip(averaged, best.parameters()):
         assert torch.equal(a, b)
     report = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
-    from pixelrnn.evaluation import evaluate
+    from pixelrnn.training.evaluation import evaluate
     assert report["valid_nll_nats"] == pytest.approx(evaluate(best, trainer.valid_images).nll_nats, rel=1e-6)
 
 
@@ -86,7 +86,7 @@ def load_best(run):
 
 
 def test_averaging_can_start_on_a_resumed_run(tmp_path, monkeypatch):
-    from pixelrnn.cards import write_card
+    from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
     run = str(tmp_path / "run")

@@ -11,10 +11,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .configs import PAPER_CONFIGS
-from .data.datasets import FOLDER_DEFAULTS, check_folder_options
-from .errors import PixelRNNError
-from .models import ARCHITECTURES
+from ..data.datasets import FOLDER_DEFAULTS, check_folder_options
+from ..errors import PixelRNNError
+from ..models.configs import PAPER_CONFIGS
+from ..models.registry import ARCHITECTURES
 
 # The binarized-MNIST paper configurations also serve the other 28x28 binary datasets.
 _PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mnist",
@@ -84,12 +84,13 @@ class TrainConfig:
     init_from: str | None = None  # a new run starts from this model's weights (same configuration)
     warmup: int = 0  # the learning rate rises linearly over the first N steps (0: no warm-up)
     kernel_size: int | None = None  # k of the PixelCNN's k x k and the Row LSTM's 1 x k kernels (None: 3)
+    head: int | None = None  # features of the output head (None: the paper's, 32 or 1024)
 
     def check(self) -> None:
         """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
         option left at None is not checked: the run's own or the default applies)."""
         at_least_one = ("epochs", "steps", "batch_size", "checkpoint_every", "eval_every", "patience",
-                        "limit", "image_size", "scale_factor", "hidden", "layers")
+                        "limit", "image_size", "scale_factor", "hidden", "layers", "head")
         for name in at_least_one:
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -113,9 +114,9 @@ class TrainConfig:
                 ("image_size", self.image_size), ("channels", self.channels)) if value != FOLDER_DEFAULTS[name]})
         if self.kernel_size is not None and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
             raise PixelRNNError(f"--kernel-size {self.kernel_size}: needs an odd whole number >= 1")
-        if self.kernel_size is not None and self.model == "diagonal_bilstm":
-            raise PixelRNNError("--kernel-size: the Diagonal BiLSTM's kernels are fixed by its skew "
-                                "(1 x 1 input-to-state, 2 x 1 state-to-state, paper 3.2)")
+        block = ARCHITECTURES.get(self.model)
+        if self.kernel_size is not None and block is not None and not block.uses_kernel_size:
+            raise PixelRNNError(f"--kernel-size: the {block.title}'s kernels are fixed ({block.paper})")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
         merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)
@@ -164,6 +165,6 @@ class TrainConfig:
         options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
         options.update(channels=channels, levels=levels)
         overrides = (("hidden", self.hidden), ("layers", self.layers), ("dropout", self.dropout),
-                     ("kernel_size", self.kernel_size))
+                     ("kernel_size", self.kernel_size), ("head", self.head))
         options.update({k: v for k, v in overrides if v is not None})
         return options

@@ -49,14 +49,15 @@ def positive(text: str) -> float:
     return value
 
 
-def _file_name(suffix: str):
-    """argparse type: a file name ending in ``suffix`` (x.jpg or x.txt would mislabel a PNG)."""
+def _file_name(*suffixes: str):
+    """argparse type: a file name ending in one of ``suffixes`` (x.jpg or x.txt would mislabel a PNG)."""
     def parse(text: str) -> str:
-        if not text.lower().endswith(suffix):
-            raise argparse.ArgumentTypeError(f"{text}: needs a file name ending in {suffix}")
+        if not text.lower().endswith(suffixes):
+            raise argparse.ArgumentTypeError(f"{text}: needs a file name ending in {' or '.join(suffixes)}")
         return text
     return parse
 
 
 png_path = _file_name(".png")
 npy_path = _file_name(".npy")
+png_or_npy_path = _file_name(".png", ".npy")

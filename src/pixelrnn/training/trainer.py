@@ -41,18 +41,18 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import checkpoints as ckpt
-from .data import binarize, binarize_fixed, dataset_info, load_dataset
-from .distributions import bits_per_dim
-from .errors import PixelRNNError
+from ..data import binarize, binarize_fixed, dataset_info, load_dataset
+from ..errors import PixelRNNError
+from ..files import atomic_write, writable_folder
+from ..models import build_model, build_multiscale
+from ..models.distribution import bits_per_dim
+from ..models.multiscale import AnyModel, weight_layout
+from ..runtime import pick_device
+from ..visualize import plot_curves
+from .config import TrainConfig
 from .evaluation import check_compatible, evaluate
-from .files import atomic_write, writable_folder
 from .interrupts import StopRequests, TrainingInterrupted
-from .models import build_model
-from .multiscale import AnyModel, build_multiscale, weight_layout
 from .run_lock import RunLock
-from .runtime import pick_device
-from .train_config import TrainConfig
-from .visualize import plot_curves
 
 
 class Trainer:
@@ -216,7 +216,7 @@ class Trainer:
         count, dropout and kernel size as built, for runs that took the defaults)."""
         stage = getattr(self.model.config, "large", self.model.config)  # a multi-scale model's full size
         actual = {**dataclasses.asdict(self.config), "hidden": stage.hidden, "layers": stage.layers,
-                  "dropout": stage.dropout, "kernel_size": stage.kernel_size}
+                  "dropout": stage.dropout, "kernel_size": stage.kernel_size, "head": stage.head}
         for name, value in given.items():
             if actual[name] != value:
                 raise PixelRNNError(

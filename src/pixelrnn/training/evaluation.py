@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .distributions import bits_per_dim
-from .errors import PixelRNNError
-from .multiscale import AnyModel, MultiScalePixelRNN
+from ..errors import PixelRNNError
+from ..models.distribution import bits_per_dim
+from ..models.multiscale import AnyModel
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,7 @@ def per_image_nll(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
     batches = range(0, len(images), batch_size)
     for start in tqdm(batches, desc="evaluating", unit="batch", disable=not progress, leave=False):
         x = images[start : start + batch_size].to(device=device, dtype=torch.long)
-        if isinstance(model, MultiScalePixelRNN):
-            terms = torch.stack(model.stage_log_probs(x), dim=1)
-        else:
-            terms = model.log_prob(x).unsqueeze(1)
-        out.append(-terms.double().cpu())
+        out.append(-model.log_prob_terms(x).double().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
 

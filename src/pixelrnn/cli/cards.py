@@ -8,13 +8,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import BEST, LAST, model_from_checkpoint, read_checkpoint, trained_image_size
-from .configs import parameter_count
-from .errors import PixelRNNError
-from .files import atomic_write
-from .sampling import sample
-from .train_config import TrainConfig
-from .visualize import image_grid, plot_curves, save_png
+from ..errors import PixelRNNError
+from ..files import atomic_write
+from ..models.configs import parameter_count
+from ..training.checkpoints import BEST, LAST, model_from_checkpoint, read_checkpoint, trained_image_size
+from ..training.config import TrainConfig
+from ..visualize import image_grid, plot_curves, save_png
 
 SAMPLES_SEED = 0
 
@@ -27,7 +26,7 @@ def _command(config: dict) -> str:
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
              "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
              "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from",
-             "warmup": "--warmup", "kernel_size": "--kernel-size"}
+             "warmup": "--warmup", "kernel_size": "--kernel-size", "head": "--head"}
     defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0}  # left out of the command
     parts = ["pixelrnn train"]
     for key, flag in flags.items():
@@ -60,7 +59,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     plot_curves(records, run / "curves.png", model.config.levels, TrainConfig(**config).schedule_events())
     if samples:
         height, width = trained_image_size(meta) or (config["image_size"],) * 2
-        drawn = sample(model, samples, height, width, seed=SAMPLES_SEED)
+        drawn = model.sample(samples, height, width, seed=SAMPLES_SEED)
         columns = max(1, round(samples**0.5))
         # scale 3 as `pixelrnn sample`, whose command in the card then writes the same file
         save_png(image_grid(drawn, model.levels, columns), run / "samples.png", scale=3)

@@ -7,15 +7,18 @@ import json
 import os
 import sys
 
-from .cli_types import batch_change, count, lr_change, npy_path, png_path, positive
-from .errors import PixelRNNError
-from .interrupts import TrainingInterrupted
-from .runtime import pick_device
+from ..errors import PixelRNNError
+from ..models.registry import ARCHITECTURES
+from ..runtime import pick_device
+from ..training.interrupts import TrainingInterrupted
+from .generate import complete_command, sample_command
+from .io import dataset_images, make_parent, save_array
+from .types import batch_change, count, lr_change, npy_path, png_or_npy_path, png_path, positive
 
 
 def _configs(args: argparse.Namespace) -> None:
     """Print the paper's configurations with their parameter counts."""
-    from .configs import PAPER_CONFIGS, build_paper_model, parameter_count
+    from ..models.configs import PAPER_CONFIGS, build_paper_model, parameter_count
 
     header = f"{'name':40} {'model':16} {'h':>4} {'layers':>6} {'params':>11} {'effective':>11}  paper"
     print(header)
@@ -31,8 +34,17 @@ def _configs(args: argparse.Namespace) -> None:
     print("\nparams: stored weights; effective: without the weights that masks hold at zero.")
 
 
+def _architectures(args: argparse.Namespace) -> None:
+    """The registry: each architecture's name, what it is, where it comes from, its file."""
+    import inspect
+
+    for name, block in ARCHITECTURES.items():
+        kernel = "--kernel-size K" if block.uses_kernel_size else "fixed kernels"
+        print(f"{name:16} {block.title} ({block.paper}); {kernel}; {inspect.getsourcefile(block)}")
+
+
 def _datasets(args: argparse.Namespace) -> None:
-    from .data import DATASETS
+    from ..data import DATASETS
 
     for info in DATASETS.values():
         size = f"{info.size}x{info.size}" if info.size else "any size"
@@ -44,12 +56,12 @@ def _datasets(args: argparse.Namespace) -> None:
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
                "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
-               "dropout", "init_from", "warmup", "kernel_size")
+               "dropout", "init_from", "warmup", "kernel_size", "head")
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .runtime import keep_freed_memory
-    from .training import TrainConfig, Trainer
+    from ..runtime import keep_freed_memory
+    from ..training import TrainConfig, Trainer
 
     keep_freed_memory()
     given = {name: getattr(args, name) for name in RUN_OPTIONS
@@ -78,19 +90,19 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .checkpoints import load_model
-    from .evaluation import check_compatible, per_image_nll, report_of_terms
+    from ..training.checkpoints import load_model
+    from ..training.evaluation import check_compatible, per_image_nll, report_of_terms
 
     device = pick_device(args.device)  # a missing device is refused before any file is made
     if args.per_image:
-        _make_parent(args.per_image)
+        make_parent(args.per_image)
     model = load_model(args.checkpoint, device)
-    images, levels = _dataset_images(args)
+    images, levels = dataset_images(args)
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     terms = per_image_nll(model, images, batch_size=args.batch_size, progress=not args.json)
     report = report_of_terms(terms, images)
     if args.per_image:
-        _save_array(terms.sum(1).numpy(), args.per_image)
+        save_array(terms.sum(1).numpy(), args.per_image)
     if args.json:
         print(json.dumps({**report.to_dict(), "dataset": args.dataset, "split": args.split,
                           "binarized_on_the_fly": args.binarize, "checkpoint": str(args.checkpoint),
@@ -106,98 +118,6 @@ def _evaluate(args: argparse.Namespace) -> None:
                   f"the rest given it; exact, since the small image is a part of the image")
         if args.per_image:
             print(f"  each image's NLL (nats): {args.per_image}")
-
-
-def _dataset_images(args: argparse.Namespace):
-    """(images, levels) of the --dataset split as a model sees it: with --binarize, the fixed
-    binarization draw that training evaluates on; with --limit, its first N images."""
-    from .data import binarize_fixed, dataset_info, load_dataset
-
-    images = load_dataset(args.dataset, args.split, args.data_dir,
-                          image_size=args.image_size, channels=args.channels)
-    levels = dataset_info(args.dataset).levels
-    if args.binarize:
-        images, levels = binarize_fixed(images, levels, args.dataset), 2
-    return images[: args.limit], levels  # the draw of each image does not depend on --limit
-
-
-def _make_parent(path) -> None:
-    """Create the folder of an output file and check it is writable, before any work."""
-    from pathlib import Path
-
-    from .files import writable_folder
-
-    writable_folder(Path(path).parent)
-
-
-def _save_values(values, path) -> str:
-    """The raw sampled values beside a PNG: same name, .npy (uint8)."""
-    from pathlib import Path
-
-    target = Path(path).with_suffix(".npy")
-    _save_array(values.cpu().numpy().astype("uint8"), target)
-    return str(target)
-
-
-def _save_array(array, path) -> None:
-    """A NumPy array as a .npy file, written atomically."""
-    import io
-    from pathlib import Path
-
-    import numpy as np
-
-    from .files import atomic_write
-
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write(Path(path), buffer.getvalue())
-
-
-def _sample(args: argparse.Namespace) -> None:
-    from .checkpoints import load_model_with_meta, trained_image_size
-    from .sampling import sample
-    from .visualize import image_grid, save_png
-
-    device = pick_device(args.device)
-    _make_parent(args.out)
-    model, meta = load_model_with_meta(args.checkpoint, device)
-    trained = trained_image_size(meta) or (28, 28)
-    height, width = args.height or trained[0], args.width or args.height or trained[1]
-    images = sample(model, args.n, height, width, seed=args.seed, method=args.method,
-                    temperature=args.temperature, progress=True)
-    columns = args.columns or max(1, int(round(args.n ** 0.5)))
-    save_png(image_grid(images, model.levels, columns), args.out, scale=args.scale)
-    print(f"{args.n} samples: {args.out} (values: {_save_values(images, args.out)})")
-
-
-def _complete(args: argparse.Namespace) -> None:
-    import torch
-
-    from .checkpoints import load_model
-    from .evaluation import check_compatible
-    from .sampling import complete
-    from .visualize import image_grid, save_png
-
-    device = pick_device(args.device)
-    _make_parent(args.out)
-    model = load_model(args.checkpoint, device)
-    images, levels = _dataset_images(args)
-    images = images[: args.n].long()
-    check_compatible(model, images, levels, f"{args.dataset} {args.split}")
-    occluded = images.clone()
-    occluded[:, :, args.known_rows :] = -1  # drawn grey
-    rows = [images, occluded]
-    for k in range(args.samples):
-        seed = None if args.seed is None else args.seed + k
-        rows.append(complete(model, images, args.known_rows, seed=seed, method=args.method,
-                             progress=True).cpu())
-    # One row per image: original, occluded, then the completions (like the paper's Figure 1).
-    grid = torch.stack(rows, dim=1).flatten(0, 1)
-    save_png(image_grid(grid, model.levels, columns=len(rows)), args.out, scale=args.scale)
-    values = _save_values(torch.stack(rows[2:], dim=1), args.out)
-    shortfall = f" ({args.n} asked, {len(images)} available)" if len(images) < args.n else ""
-    print(f"{len(images)} images{shortfall} x {args.samples} completions from the top {args.known_rows} "
-          f"rows: {args.out} (values: {values})")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -256,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pixelrnn", description="PixelCNN, Row LSTM and Diagonal BiLSTM (PixelRNN, ICML 2016)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("architectures", help="the architectures that --model takes").set_defaults(
+        run=_architectures)
     commands.add_parser("configs", help="the paper's models and their sizes").set_defaults(run=_configs)
     commands.add_parser("datasets", help="the known datasets, sources, licences").set_defaults(run=_datasets)
     demo = commands.add_parser("demo", help="the shipped Diagonal BiLSTM: NLL, samples, completions")
@@ -276,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", parents=[_data_options(for_training=True)], help="train a model",
                                 description="Train a model, or with --resume continue a run: a resumed run "
                                 "keeps its own model, data and options (those given must match it).")
-    train.add_argument("--model", help="pixelcnn, row_lstm or diagonal_bilstm (required for a new run)")
+    train.add_argument("--model", help=f"{', '.join(ARCHITECTURES)} (required for a new run)")
     train.add_argument("--out", required=True, help="run folder")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int,
@@ -298,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip", type=float, help="gradient-norm clipping, 0 for none (default 1)")
     train.add_argument("--hidden", type=int, help="h (default: the paper's for the dataset)")
     train.add_argument("--layers", type=int)
+    train.add_argument("--head", type=int, metavar="F",
+                       help="features of the output head's hidden 1x1 layer (default: the paper's, "
+                       "32 for binary data, 1024 for 256 levels)")
     train.add_argument("--kernel-size", type=int, metavar="K",
                        help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (odd; default 3, "
                        "the paper's); wider ones widen both models' triangular receptive field")
@@ -337,7 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     generation = argparse.ArgumentParser(add_help=False)
     generation.add_argument("--checkpoint", required=True, help="run folder or model file")
-    generation.add_argument("--out", type=png_path, required=True, help="PNG grid; the values go beside it as .npy")
     generation.add_argument("--seed", type=int, help="the same seed draws the same images (default: random)")
     generation.add_argument("--method", default="cached", choices=["cached", "naive"],
                             help="cached: one pixel's worth of work per value (default); naive: the whole "
@@ -346,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(generation, "auto")
 
     sample = commands.add_parser("sample", parents=[generation], help="draw images from a model")
+    sample.add_argument("--out", type=png_or_npy_path, required=True,
+                        help="FILE.png: a grid, the values beside it as .npy; FILE.npy: the values only, "
+                        "(N, C, H, W) uint8, streamed to disk batch by batch (any --n)")
+    sample.add_argument("--batch-size", type=count(1), default=256,
+                        help="images drawn at once (default 256); the images depend on seed and batch size")
     sample.add_argument("--n", type=count(1), default=64, help="images (default 64)")
     sample.add_argument("--height", type=count(1),
                         help="default: the size of the images the model was trained on (28 if unknown)")
@@ -353,15 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=positive, default=1.0,
                         help="divides the logits; 1 (default) samples the model's own distribution")
     sample.add_argument("--columns", type=count(1), help="images per row of the grid (default: a square)")
-    sample.set_defaults(run=_sample)
+    sample.set_defaults(run=sample_command)
 
     complete = commands.add_parser("complete", parents=[generation, data],
                                    help="complete the bottom of dataset images (Figure 1)")
+    complete.add_argument("--out", type=png_path, required=True,
+                          help="PNG grid (original, occluded, completions); the values go beside it as .npy")
     complete.add_argument("--split", default="test", choices=["train", "valid", "test"])
     complete.add_argument("--known-rows", type=count(0), required=True)
     complete.add_argument("--n", type=count(1), default=8, help="images")
     complete.add_argument("--samples", type=count(1), default=4, help="completions per image")
-    complete.set_defaults(run=_complete)
+    complete.set_defaults(run=complete_command)
     return parser
 
 

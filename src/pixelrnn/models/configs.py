@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .layers import MaskedConv2d
-from .models import PixelRNN, build_model
+from ..layers import MaskedConv2d
+from .pixelrnn import PixelRNN, build_model
 
 
 @dataclass(frozen=True)

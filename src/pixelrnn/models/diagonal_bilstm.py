@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import MaskedConv2d, masked_1x1
-from .lstm import gate_groups, lstm_update
-from .lstm_scan import ScanPlan, lstm_scan
-from .masks import channel_groups
+from ..layers import MaskedConv2d, channel_groups, masked_1x1
+from ..layers.lstm import gate_groups, lstm_update
+from ..layers.lstm_scan import ScanPlan, lstm_scan
+from .block import Block, BlockCache, padded_map, plus
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def unskew(x: torch.Tensor) -> torch.Tensor:
     return flat.unflatten(-1, (height, width + height))[..., :width]
 
 
-class DiagonalBiLSTM(nn.Module):
+class DiagonalBiLSTM(Block):
     """Diagonal BiLSTM residual branch, channels-last (B, H, W, 2h) -> (B, H, W, 2h).
 
     For each of the two directions (left-to-right, and right-to-left on the
@@ -70,7 +70,15 @@ class DiagonalBiLSTM(nn.Module):
     of the paper with autograd, on the same weights.
     """
 
+    name = "diagonal_bilstm"
+    title = "Diagonal BiLSTM"
+    paper = "van den Oord et al. 2016, section 3.2"
+    uses_kernel_size = False  # 1 x 1 input-to-state, 2 x 1 state-to-state: fixed by the skew
     directions = 2
+
+    @classmethod
+    def from_config(cls, config) -> DiagonalBiLSTM:
+        return cls(config.hidden, config.channels)
 
     def __init__(self, hidden: int, channels: int) -> None:
         super().__init__()
@@ -143,5 +151,47 @@ class DiagonalBiLSTM(nn.Module):
         hidden = unskew(torch.stack(outputs, dim=-1).transpose(2, 3))  # (2, B, h, H, W)
         return hidden[0], hidden[1].flip(-1)
 
+    def incremental(self, batch: int, height: int, width: int, pad: int) -> BlockCache:
+        return _DiagonalBiLSTMCache(self, batch, height, width, pad)
+
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}, fused={self.fused}"
+
+
+class _DiagonalBiLSTMCache(BlockCache):
+    """The left-to-right LSTM reads the states of the left and upper neighbours; the
+    right-to-left LSTM runs over a row once it is finished, and pixel (i, j) reads its
+    output at (i - 1, j): the paper's shift down by one row."""
+
+    def __init__(self, block: DiagonalBiLSTM, batch: int, height: int, width: int, pad: int) -> None:
+        self.pad, self.width, hid = pad, width, block.hidden
+        self.input_to_state, self.expand = block.input_to_state.at_pixels(pad), block.expand.at_pixels(pad)
+        self.weight = block.state_to_state.detach()  # (2, [self, above] 2h, 4h)
+        h0, c0 = block.h0.detach(), block.c0.detach()
+        shape = (batch, height, width, hid, pad, h0)
+        # Left-to-right: the initial state enters each row from the left; zeros above row 0.
+        self.lr_h, self.lr_c = padded_map(*shape), padded_map(*shape)
+        self.lr_h[:, pad : pad + height, pad - 1], self.lr_c[:, pad : pad + height, pad - 1] = h0[0], c0[0]
+        # Right-to-left: the initial state enters each row from the right.
+        self.rl_h, self.rl_c = padded_map(*shape), padded_map(*shape)
+        self.rl_h[:, pad : pad + height, pad + width], self.rl_c[:, pad : pad + height, pad + width] = h0[1], c0[1]
+        self.gate_width = 4 * hid
+
+    def at(self, stream, i, j, bias):
+        p = self.pad
+        gates = plus(self.input_to_state.pointwise(stream[:, p + i, p + j]), bias)[:, : self.gate_width]
+        reads = torch.cat([self.lr_h[:, p + i, p + j - 1], self.lr_h[:, p + i - 1, p + j]], dim=-1)
+        h, c = lstm_update(gates + reads @ self.weight[0], self.lr_c[:, p + i, p + j - 1])
+        self.lr_h[:, p + i, p + j], self.lr_c[:, p + i, p + j] = h, c
+        # The right-to-left output shifted down one row: row i - 1's (zeros above row 0).
+        return self.expand.pointwise(h + self.rl_h[:, p + i - 1, p + j])
+
+    def finish_row(self, stream, i, bias):
+        """Run the right-to-left LSTM over the finished row i (``bias``: the row's, (B, W, 8h))."""
+        p = self.pad
+        gates_row = self.input_to_state.pointwise(stream[:, p + i, p : p + self.width])
+        gates_row = plus(gates_row, bias)[..., self.gate_width :]
+        for j in reversed(range(self.width)):
+            reads = torch.cat([self.rl_h[:, p + i, p + j + 1], self.rl_h[:, p + i - 1, p + j]], dim=-1)
+            h, c = lstm_update(gates_row[:, j] + reads @ self.weight[1], self.rl_c[:, p + i, p + j + 1])
+            self.rl_h[:, p + i, p + j], self.rl_c[:, p + i, p + j] = h, c

@@ -1,4 +1,4 @@
-"""Masked convolutions and the PixelCNN residual block (paper sections 3.4, 3.5)."""
+"""Masked convolutions (paper section 3.4), on whole maps and at one pixel."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class MaskedConv2d(nn.Module):
             see :func:`pixelrnn.masks.channel_groups`. Their lengths set the
             numbers of features.
         kernel_size: (kh, kw), any positive sizes.
-        mask_type: ``"A"`` (sees only earlier channels at the centre) or ``"B"``.
+        mask_type: ``"A"`` (sees only earlier channels at the centre), ``"B"``, or a vertical
+            stack's ``"above"`` / ``"vertical"`` (see :mod:`pixelrnn.layers.masks`).
     """
 
     def __init__(
@@ -75,6 +76,25 @@ class MaskedConv2d(nn.Module):
         x = F.pad(x, (0, 0, left, right, top, bottom)).permute(0, 3, 1, 2)
         return F.conv2d(x, self.masked_weight(), self.bias).permute(0, 2, 3, 1)
 
+    def forward_row(self, x: torch.Tensor, width_dim: int) -> torch.Tensor:
+        """A 1 x k kernel along dimension ``width_dim`` of a map with features last, as one matrix
+        product: mask B or A leaves only the taps at and left of the centre, so the input is the
+        concatenation of the map shifted right by 0 .. k // 2 columns. (..., in) -> (..., out)."""
+        kh, kw = self.kernel_size
+        if kh != 1:
+            raise ValueError(f"forward_row needs a 1 x k kernel, not {kh} x {kw}")
+        centre, width, dim = kw // 2, x.shape[width_dim], width_dim % x.dim()
+        pad = [0, 0] * (x.dim() - dim - 1) + [centre, 0]
+        padded = F.pad(x, pad)
+        taps = torch.cat([padded.narrow(dim, k, width) for k in range(centre + 1)], dim=-1)
+        weight = self.masked_weight()[:, :, 0, : centre + 1]  # (out, in, taps)
+        return F.linear(taps, weight.permute(0, 2, 1).flatten(1), self.bias)
+
+    def at_pixels(self, pad: int) -> PixelConv:
+        """This convolution with its weights frozen, evaluated one pixel at a time on maps
+        zero-padded by ``pad`` cells (sampling); see :class:`PixelConv`."""
+        return PixelConv(self, pad)
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_features}, {self.out_features}, kernel_size={self.kernel_size}, "
@@ -89,29 +109,31 @@ def masked_1x1(in_features: int, out_features: int, channels: int) -> MaskedConv
     )
 
 
-class PixelCNNBlock(nn.Module):
-    """Residual block of the PixelCNN (section 3.5), channels-last (B, H, W, 2h) -> (B, H, W, 2h).
+class PixelConv:
+    """A masked convolution evaluated at single pixels of a padded channels-last map.
 
-    ReLU -> 1x1 (2h -> h) -> ReLU -> 3x3 mask B (h -> h) -> ReLU -> 1x1 (h -> 2h),
-    every convolution respecting the channel groups. The residual identity is
-    added by the model (so that it can be switched off). ``condition`` (B, H, W, h),
-    optional, is added to the masked convolution's output (the conditional
-    network of a Multi-Scale PixelRNN, section 3.6).
+    ``at(padded, i, j)``: the output (B, out) at pixel (i, j) of a map (B, H + 2P, W + 2P, in)
+    whose border of P >= k // 2 cells holds the zero padding; ``pointwise(x)``: a 1x1
+    convolution of features (..., in). The weights are taken once, detached.
     """
 
-    def __init__(self, hidden: int, channels: int, kernel_size: int = 3) -> None:
-        super().__init__()
-        groups_h = channel_groups(hidden, channels)
-        self.reduce = masked_1x1(2 * hidden, hidden, channels)
-        self.conv = MaskedConv2d(groups_h, groups_h, kernel_size, "B")
-        self.expand = masked_1x1(hidden, 2 * hidden, channels)
-        self.condition_features = hidden
+    def __init__(self, conv: MaskedConv2d, pad: int) -> None:
+        weight = conv.masked_weight().detach()  # (out, in, kh // 2 + 1, kw)
+        self.bias = conv.bias.detach() if conv.bias is not None else None
+        kh, kw = conv.kernel_size
+        if pad < max(kh, kw) // 2:
+            raise ValueError(f"a {kh} x {kw} kernel needs a border of {max(kh, kw) // 2} cells, got {pad}")
+        self.rows, self.cols = kh // 2 + 1, kw
+        self.top, self.left = pad - kh // 2, pad - kw // 2
+        self.flat = weight.permute(0, 2, 3, 1).flatten(1)  # (out, rows * kw * in)
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        # The inner ReLUs run in place on fresh convolution outputs (which their
-        # backward does not need): no extra map is allocated and written.
-        x = self.reduce.forward_nhwc(torch.relu(x))
-        x = self.conv.forward_nhwc(x.relu_())
-        if condition is not None:
-            x = x + condition
-        return self.expand.forward_nhwc(x.relu_())
+    def at(self, padded: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        patch = padded[:, self.top + i : self.top + i + self.rows, self.left + j : self.left + j + self.cols]
+        return F.linear(patch.flatten(1), self.flat, self.bias)
+
+    def row(self, padded: torch.Tensor, i: int, width: int) -> torch.Tensor:
+        """The outputs (B, W, out) at every pixel of row i (for blocks that work a row ahead)."""
+        return torch.stack([self.at(padded, i, j) for j in range(width)], dim=1)
+
+    def pointwise(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.flat, self.bias)

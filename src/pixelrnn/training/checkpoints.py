@@ -25,9 +25,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .errors import PixelRNNError
-from .files import atomic_write
-from .multiscale import AnyModel, model_from_config
+from ..errors import PixelRNNError
+from ..files import atomic_write
+from ..models.multiscale import AnyModel, model_from_config
 
 FORMAT = "pixelrnn"
 VERSION = "1"
@@ -148,7 +148,7 @@ def trained_image_size(meta: dict) -> tuple[int, int] | None:
     """(H, W) of the images a checkpoint's model was trained on: recorded by training, else the
     fixed size of its dataset (or a training state's ``--image-size``); None if unknown (models
     run on any size)."""
-    from .data import DATASETS
+    from ..data import DATASETS
 
     info = meta.get("info") or meta.get("trainer", {}).get("config", {})
     if info.get("image_size_hw"):

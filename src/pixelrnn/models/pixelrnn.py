@@ -9,9 +9,14 @@ Every model is the same stack (sections 3.3-3.5):
       -> ReLU -> 1x1 mask B (2h -> head) -> ReLU -> 1x1 mask B (head -> C x levels)
       -> logits (B, C, levels, H, W)
 
-The branch is a PixelCNN block, a Row LSTM or a Diagonal BiLSTM. All feature
-maps are split into C channel groups (R, G, B) so that every prediction depends
+The branch is a block of one architecture of :mod:`pixelrnn.models.registry` (PixelCNN,
+Row LSTM, Diagonal BiLSTM, Gated PixelCNN), which may also bring its own input layer. All
+feature maps are split into C channel groups (R, G, B) so that every prediction depends
 only on earlier values in raster order and, inside a pixel, earlier channels.
+
+The residual sums, skip connections and head are written once (:meth:`PixelRNN.trunk`,
+:meth:`PixelRNN.head`) and serve both the whole-image pass and the one-pixel step of
+:class:`pixelrnn.models.pixel_cache.PixelCache`.
 """
 
 from __future__ import annotations
@@ -22,14 +27,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .diagonal_bilstm import DiagonalBiLSTM
-from .distributions import ImageDistribution, log_prob_from_logits, sigmoid_as_logits
-from .errors import PixelRNNError
-from .layers import MaskedConv2d, PixelCNNBlock, masked_1x1
-from .masks import channel_groups
-from .row_lstm import RowLSTM
+from ..errors import PixelRNNError
+from ..layers import MaskedConv2d, channel_groups, masked_1x1
+from .distribution import ImageDistribution, log_prob_from_logits, sigmoid_as_logits
+from .pixel_cache import PixelCache
+from .registry import ARCHITECTURES
 
-ARCHITECTURES = ("pixelcnn", "row_lstm", "diagonal_bilstm")
 OUTPUTS = ("softmax", "sigmoid")
 
 
@@ -92,9 +95,13 @@ class ModelConfig:
             if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
                 raise PixelRNNError(f"{name} must be odd and positive, got {getattr(self, name)}")
 
+    @property
+    def block_class(self) -> type:
+        return ARCHITECTURES[self.architecture]
+
     def summary(self) -> str:
         """One line for model cards and reports."""
-        kernel = self.kernel_size != 3 and self.architecture != "diagonal_bilstm"  # the DBiLSTM has none
+        kernel = self.kernel_size != 3 and self.block_class.uses_kernel_size
         return (f"{self.architecture}, h = {self.hidden}, {self.layers} layers, head {self.head}, "
                 f"{self.output} output, residual {self.residual}, skip {self.skip}"
                 + (f", kernel size {self.kernel_size}" if kernel else "")
@@ -102,14 +109,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _make_block(config: ModelConfig) -> nn.Module:
-    if config.architecture == "pixelcnn":
-        return PixelCNNBlock(config.hidden, config.channels, config.kernel_size)
-    if config.architecture == "row_lstm":
-        return RowLSTM(config.hidden, config.channels, config.kernel_size)
-    return DiagonalBiLSTM(config.hidden, config.channels)
 
 
 class PixelRNN(ImageDistribution, nn.Module):
@@ -131,9 +130,9 @@ class PixelRNN(ImageDistribution, nn.Module):
         super().__init__()
         self.config = config
         c, h2 = config.channels, 2 * config.hidden
-        stream_groups = channel_groups(h2, c)
-        self.input_conv = MaskedConv2d(torch.arange(c), stream_groups, config.input_kernel, "A")
-        self.blocks = nn.ModuleList(_make_block(config) for _ in range(config.layers))
+        block_class = config.block_class
+        self.input_conv = block_class.input_layer(config)
+        self.blocks = nn.ModuleList(block_class.from_config(config) for _ in range(config.layers))
         self.branch_dropout = nn.Dropout(config.dropout)  # no weights: a model file loads either way
         self.skips = (
             nn.ModuleList(masked_1x1(h2, h2, c) for _ in range(config.layers))
@@ -160,8 +159,7 @@ class PixelRNN(ImageDistribution, nn.Module):
     def set_fused(self, enabled: bool) -> PixelRNN:
         """Run the recurrent layers with the fused scan (default) or the plain reference loops."""
         for block in self.blocks:
-            if hasattr(block, "fused"):
-                block.fused = enabled
+            block.set_fused(enabled)
         return self
 
     def check_images(self, x: torch.Tensor) -> None:
@@ -180,32 +178,67 @@ class PixelRNN(ImageDistribution, nn.Module):
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """Values in [0, levels) -> floats in [-1, 1] (the paper: scaled and centred)."""
-        dtype = self.input_conv.weight.dtype
+        dtype = self.head_out.weight.dtype
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
+
+    def trunk(self, stream: torch.Tensor, branch, skip) -> torch.Tensor:
+        """The residual stack on a stream of any shape (..., 2h) -> the head's input (..., 2h).
+
+        ``branch(k, stream)``: block k's branch; ``skip(k, stream)``: skip connection k's
+        projection, or ``skip=None`` to leave them out. The one place where residual sums and
+        skip connections are made, for the whole image and for one pixel alike.
+        """
+        # Read once: nn.Module attribute lookups and a no-op dropout would cost more than the
+        # products of a one-pixel step.
+        residual, skips = self.config.residual, skip if self.skips is not None else None
+        dropout = self.branch_dropout if self.training and self.config.dropout else None
+        skip_sum = None
+        for index in range(self.config.layers):
+            out = branch(index, stream)
+            if dropout is not None:
+                out = dropout(out)
+            stream = stream + out if residual else out
+            if skips is not None:
+                projected = skips(index, stream)
+                skip_sum = projected if skip_sum is None else skip_sum + projected
+        return stream if skip_sum is None else skip_sum
+
+    def head(self, features: torch.Tensor, hidden, out) -> torch.Tensor:
+        """ReLU -> 1x1 -> ReLU -> 1x1 on channels-last features (B, ..., 2h) -> logits
+        (B, C, levels, ...); ``hidden`` and ``out`` are the two 1x1 layers as callables on
+        (..., F), for the whole image or one pixel."""
+        raw = out(torch.relu(hidden(torch.relu(features))))
+        raw = raw.movedim(-1, 1)  # (B, C x L, ...)
+        if self.config.output == "sigmoid":
+            return sigmoid_as_logits(raw)
+        return raw.unflatten(1, (self.channels, self.levels))
 
     def features(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
         """Head input (B, H, W, 2h) for scaled channels-last images (B, H, W, C)."""
         if conditions is not None and len(conditions) != len(self.blocks):
             raise PixelRNNError(f"expected {len(self.blocks)} condition maps, got {len(conditions)}")
-        stream = self.input_conv.forward_nhwc(x)
-        skip_sum = None
-        for index, block in enumerate(self.blocks):
-            branch = self.branch_dropout(block(stream, None if conditions is None else conditions[index]))
-            stream = stream + branch if self.config.residual else branch
-            if self.skips is not None:
-                projected = self.skips[index].forward_nhwc(stream)
-                skip_sum = projected if skip_sum is None else skip_sum + projected
-        return stream if skip_sum is None else skip_sum
+        blocks, skips = self.blocks, self.skips
+        return self.trunk(
+            self.input_conv.forward_nhwc(x),
+            lambda k, stream: blocks[k](stream, None if conditions is None else conditions[k]),
+            lambda k, stream: skips[k].forward_nhwc(stream),
+        )
 
     def forward(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
         self.check_images(x)
         # Feature maps are channels-last, (B, H, W, F): see MaskedConv2d.forward_nhwc.
         out = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous(), conditions)
-        out = self.head_hidden.forward_nhwc(torch.relu(out))
-        out = self.head_out.forward_nhwc(torch.relu(out)).permute(0, 3, 1, 2)  # (B, C x L, H, W)
-        if self.config.output == "sigmoid":
-            return sigmoid_as_logits(out)
-        return out.unflatten(1, (self.channels, self.levels))
+        return self.head(out, self.head_hidden.forward_nhwc, self.head_out.forward_nhwc)
+
+    def incremental(self, batch: int, height: int, width: int,
+                    conditions: list[torch.Tensor] | None = None) -> PixelCache:
+        """A cache that computes the logits one pixel at a time (sampling); ``conditions`` as
+        for :meth:`forward`."""
+        return PixelCache(self, batch, height, width, conditions)
+
+    def log_prob_terms(self, x: torch.Tensor) -> torch.Tensor:
+        """ln p(x) in nats as terms that sum to it, (B, 1): one term."""
+        return self.log_prob(x).unsqueeze(1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
@@ -232,7 +265,7 @@ def integer_values(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_model(name: str, **kwargs) -> PixelRNN:
-    """Build a model by architecture name: "pixelcnn", "row_lstm" or "diagonal_bilstm".
+    """Build a model by architecture name (a key of ``ARCHITECTURES``, e.g. "pixelcnn").
 
     Keyword arguments are the fields of :class:`ModelConfig` (channels, levels,
     hidden, layers, head, output, residual, skip, input_kernel, kernel_size, dropout).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import PixelRNNError
+from ..errors import PixelRNNError
 
 try:
     import fcntl

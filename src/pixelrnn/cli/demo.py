@@ -14,17 +14,16 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_model_with_meta, resolve_model_path
-from .data import load_dataset
-from .errors import PixelRNNError
-from .evaluation import check_compatible, evaluate
-from .files import atomic_write, writable_folder
-from .sampling import complete, sample
-from .visualize import image_grid, save_png
+from ..data import load_dataset
+from ..errors import PixelRNNError
+from ..files import atomic_write, writable_folder
+from ..training.checkpoints import load_model_with_meta, resolve_model_path
+from ..training.evaluation import check_compatible, evaluate
+from ..visualize import image_grid, save_png
 
 # The shipped checkpoints/binarized-mnist-diagonal-bilstm/best.safetensors: in a checkout this is a
 # link to it, and a wheel holds a copy (package data), so the demo runs without the repository too.
-SHIPPED_MODEL = Path(__file__).parent / "shipped" / "binarized-mnist-diagonal-bilstm.safetensors"
+SHIPPED_MODEL = Path(__file__).parent.parent / "shipped" / "binarized-mnist-diagonal-bilstm.safetensors"
 
 
 def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 0,
@@ -43,13 +42,13 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 
     check_compatible(model, digits, 2, "the embedded digits")
     report = evaluate(model, digits, batch_size=250)
 
-    samples = sample(model, 64, 28, 28, seed=seed)
+    samples = model.sample(64, 28, 28, seed=seed)
     save_png(image_grid(samples, model.levels, columns=8), out / "samples.png", scale=3)
 
     originals = digits[:8]
     occluded = originals.clone()
     occluded[:, :, 14:] = -1
-    rows = [originals, occluded] + [complete(model, originals, 14, seed=seed + k) for k in range(4)]
+    rows = [originals, occluded] + [model.complete(originals, 14, seed=seed + k) for k in range(4)]
     grid = torch.stack(rows, dim=1).flatten(0, 1)
     save_png(image_grid(grid, model.levels, columns=len(rows)), out / "completions.png", scale=3)
 

@@ -15,13 +15,18 @@ group ``g_in`` to output group ``g_out`` is
 * closed right of the centre in the centre row, and in all rows below.
 
 With one channel this reduces to: mask A excludes the centre, mask B keeps it.
+
+Two more masks serve a vertical stack (the Gated PixelCNN's), whose features at row i
+depend on rows above i only and so belong to no channel group: ``"above"`` opens every
+position above the centre row (a first layer that reads the image), ``"vertical"`` every
+position in the centre row and above (later layers, which read such features).
 """
 
 from __future__ import annotations
 
 import torch
 
-MASK_TYPES = ("A", "B")
+MASK_TYPES = ("A", "B", "above", "vertical")
 
 
 def channel_groups(num_features: int, channels: int) -> torch.Tensor:
@@ -55,11 +60,15 @@ def causal_mask(
     the Row LSTM's input-to-state convolution.
     """
     if mask_type not in MASK_TYPES:
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {mask_type!r}")
     kh, kw = kernel_size
     centre_row, centre_col = kh // 2, kw // 2
     rows = torch.arange(kh).view(kh, 1)
     cols = torch.arange(kw).view(1, kw)
+    if mask_type in ("above", "vertical"):
+        open_rows = rows < centre_row if mask_type == "above" else rows <= centre_row
+        spatial = open_rows.expand(kh, kw).view(1, 1, kh, kw)
+        return spatial.expand(len(out_groups), len(in_groups), kh, kw).to(torch.get_default_dtype()).contiguous()
     spatial_past = (rows < centre_row) | ((rows == centre_row) & (cols < centre_col))
     is_centre = (rows == centre_row) & (cols == centre_col)
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .distributions import ImageDistribution, value_log_probs
-from .errors import PixelRNNError
-from .models import ModelConfig, PixelRNN, integer_values, model_options
+from ..errors import PixelRNNError
+from .distribution import ImageDistribution, value_log_probs
+from .pixelrnn import ModelConfig, PixelRNN, integer_values, model_options
 
 
 def subsample(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -164,14 +164,28 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
         small, large = self.stage_log_probs(x)
         return small + large
 
+    def log_prob_terms(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2): ln p_small(s) and ln p_large(x | s), which sum to ln p(x)."""
+        return torch.stack(self.stage_log_probs(x), dim=1)
+
+    def fill(self, images, given, generator, method, temperature, progress, conditions=None):
+        """The small image's missing pixels first (from the small stage), then the rest of the
+        full image given it: the small image's pixel (i, j) is the full image's (f i, f j)."""
+        f, (height, width) = self.factor, images.shape[-2:]
+        small = subsample(images, f).contiguous()
+        self.small.fill(small, subsample(given, f), generator, method, temperature, progress)
+        images[:, :, ::f, ::f] = small
+        given = given | given_by_small_image(height, width, f)
+        conditions = self.conditions(small, height, width)
+        return self.large.fill(images, given, generator, method, temperature, progress, conditions)
+
     def extra_repr(self) -> str:
         return f"factor={self.factor}, condition_features={self.config.condition_features}"
 
 
 def build_multiscale(name: str, factor: int = 2, condition_features: int = 32,
                      **kwargs) -> MultiScalePixelRNN:
-    """A multi-scale model whose two stages are both ``name`` ("pixelcnn", "row_lstm",
-    "diagonal_bilstm") with the :class:`ModelConfig` options ``kwargs``."""
+    """A multi-scale model whose two stages are both ``name`` (an architecture) with the :class:`ModelConfig` options ``kwargs``."""
     stage = ModelConfig(architecture=name.replace("-", "_"), **model_options(kwargs))
     return MultiScalePixelRNN(MultiScaleConfig(stage, stage, factor, condition_features))
 

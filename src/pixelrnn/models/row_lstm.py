@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import MaskedConv2d, masked_1x1
-from .lstm import gate_groups, lstm_update
-from .lstm_scan import ScanPlan, lstm_scan
-from .masks import channel_groups
+from ..layers import MaskedConv2d, channel_groups, masked_1x1
+from ..layers.lstm import gate_groups, lstm_update
+from ..layers.lstm_scan import ScanPlan, lstm_scan
+from .block import Block, BlockCache, padded_map, plus
 
 
-class RowLSTM(nn.Module):
+class RowLSTM(Block):
     """Row LSTM residual branch, channels-last (B, H, W, 2h) -> (B, H, W, 2h).
 
     Processes the map one row at a time, top to bottom:
@@ -34,6 +34,10 @@ class RowLSTM(nn.Module):
     recurrence with :func:`pixelrnn.lstm_scan.lstm_scan`; ``fused=False`` runs
     the plain autograd loop of :meth:`reference_recurrence`, same weights.
     """
+
+    name = "row_lstm"
+    title = "Row LSTM"
+    paper = "van den Oord et al. 2016, section 3.1"
 
     def __init__(self, hidden: int, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
@@ -62,7 +66,7 @@ class RowLSTM(nn.Module):
             hidden = self.reference_recurrence(gates_in.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             return self.expand.forward_nhwc(hidden)
         cells = x.permute(1, 2, 0, 3).contiguous()  # (H, W, B, 2h): the scan's layout
-        gates_in = self._input_to_state_cells(cells)  # (H, W, B, 4h)
+        gates_in = self.input_to_state.forward_row(cells, width_dim=1)  # (H, W, B, 4h)
         if condition is not None:
             gates_in = gates_in + condition.permute(1, 2, 0, 3)
         gates_in = gates_in.unsqueeze(3)  # (H, W, B, 1 direction, 4h)
@@ -70,18 +74,6 @@ class RowLSTM(nn.Module):
         plan = ScanPlan("rows", height, width, offsets)
         hidden = lstm_scan(gates_in, self.state_to_state, self.h0, self.c0, plan).squeeze(3)
         return self.expand.forward_nhwc(hidden).permute(2, 0, 1, 3)
-
-    def _input_to_state_cells(self, cells: torch.Tensor) -> torch.Tensor:
-        """The masked 1 x k convolution on a (H, W, B, 2h) map, as one matrix product.
-
-        Only the taps at and left of the centre can be non-zero (mask B), so the
-        input is the concatenation of the map shifted right by 0 .. k // 2 columns.
-        """
-        centre, width = self.kernel_size // 2, cells.shape[1]
-        padded = F.pad(cells, (0, 0, 0, 0, centre, 0))
-        taps = torch.cat([padded[:, k : k + width] for k in range(centre + 1)], dim=-1)
-        weight = self.input_to_state.masked_weight()[:, :, 0, : centre + 1]  # (4h, 2h, taps)
-        return F.linear(taps, weight.permute(0, 2, 1).flatten(1), self.input_to_state.bias)
 
     def reference_recurrence(self, gates_in: torch.Tensor) -> torch.Tensor:
         """The recurrence written plainly: (B, 4h, H, W) gates -> (B, h, H, W) states."""
@@ -96,5 +88,29 @@ class RowLSTM(nn.Module):
             rows.append(h)
         return torch.stack(rows, dim=2)
 
+    def incremental(self, batch: int, height: int, width: int, pad: int) -> BlockCache:
+        return _RowLSTMCache(self, batch, height, width, pad)
+
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}, kernel_size={self.kernel_size}, fused={self.fused}"
+
+
+class _RowLSTMCache(BlockCache):
+    """Keeps the hidden and cell states of every pixel; pixel (i, j) reads row i - 1's."""
+
+    def __init__(self, block: RowLSTM, batch: int, height: int, width: int, pad: int) -> None:
+        self.pad, self.k = pad, block.kernel_size
+        self.input_to_state, self.expand = block.input_to_state.at_pixels(pad), block.expand.at_pixels(pad)
+        self.weight = block.state_to_state[0].detach()  # (k * h, 4h): taps j - k//2 .. j + k//2
+        shape = (batch, height, width, block.hidden, pad, block.h0)
+        self.h, self.c = padded_map(*shape), padded_map(*shape)  # zeros beyond the row ends, as conv1d
+        self.h[:, pad - 1, pad : pad + width] = block.h0.detach()[0]  # the state "above" row 0
+        self.c[:, pad - 1, pad : pad + width] = block.c0.detach()[0]
+
+    def at(self, stream, i, j, bias):
+        p, half = self.pad, self.k // 2
+        above = self.h[:, p + i - 1, p + j - half : p + j + half + 1].flatten(1)
+        gates = plus(self.input_to_state.at(stream, i, j), bias) + above @ self.weight
+        h, c = lstm_update(gates, self.c[:, p + i - 1, p + j])
+        self.h[:, p + i, p + j], self.c[:, p + i, p + j] = h, c
+        return self.expand.pointwise(h)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up (first run: a virtual environment in .venv) and run the test suite. With ../shared/data
+# beside the checkout, the tests on the real datasets and shipped models run too.
+. "$(dirname "$0")/setup.sh"
+# Debian's Fashion-MNIST, for the test on the real files (skipped where it cannot be installed).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || true
+fi
+# Build the CPU LSTM kernel now (about 30 s; cached): fail here if it cannot be built.
+timeout 600 python -c "import sys; from pixelrnn.layers import scan_kernel; sys.exit(scan_kernel.load() is None)"
+# Stopped after 25 minutes (about 6-10 here; allow for slower CPUs).
+timeout 1500 python -m pytest -q "$@"

@@ -1,0 +1,1 @@
+"""The command line: ``pixelrnn COMMAND`` (main.py), its argument types, the demo and model cards."""

@@ -1,0 +1,71 @@
+"""`pixelrnn sample` and `pixelrnn complete`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import PixelRNNError
+from ..runtime import pick_device
+from .io import dataset_images, make_parent, save_values
+
+# A PNG grid beyond this many images is too large to look at (and to hold in memory).
+MAX_GRID = 4096
+
+
+def sample_command(args: argparse.Namespace) -> None:
+    from ..generation.sample_file import sample_batches, sample_to_file
+    from ..training.checkpoints import load_model_with_meta, trained_image_size
+    from ..visualize import image_grid, save_png
+
+    to_grid = args.out.lower().endswith(".png")
+    if to_grid and args.n > MAX_GRID:
+        raise PixelRNNError(f"--n {args.n}: a PNG grid holds at most {MAX_GRID} images; "
+                            "write FILE.npy for more (streamed to disk in batches)")
+    device = pick_device(args.device)
+    make_parent(args.out)
+    model, meta = load_model_with_meta(args.checkpoint, device)
+    trained = trained_image_size(meta) or (28, 28)
+    height, width = args.height or trained[0], args.width or args.height or trained[1]
+    options = dict(seed=args.seed, method=args.method, temperature=args.temperature)
+    if not to_grid:
+        sample_to_file(model, args.n, height, width, args.out, args.batch_size, progress=True, **options)
+        print(f"{args.n} samples ({model.channels}x{height}x{width}, uint8): {args.out}")
+        return
+    if args.n <= args.batch_size:  # one batch: a progress bar over its values
+        images = model.sample(args.n, height, width, progress=True, **options)
+    else:
+        import torch
+
+        images = torch.cat(list(sample_batches(model, args.n, height, width, args.batch_size, **options)))
+    columns = args.columns or max(1, int(round(args.n ** 0.5)))
+    save_png(image_grid(images, model.levels, columns), args.out, scale=args.scale)
+    print(f"{args.n} samples: {args.out} (values: {save_values(images, args.out)})")
+
+
+def complete_command(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..training.checkpoints import load_model
+    from ..training.evaluation import check_compatible
+    from ..visualize import image_grid, save_png
+
+    device = pick_device(args.device)
+    make_parent(args.out)
+    model = load_model(args.checkpoint, device)
+    images, levels = dataset_images(args)
+    images = images[: args.n].long()
+    check_compatible(model, images, levels, f"{args.dataset} {args.split}")
+    occluded = images.clone()
+    occluded[:, :, args.known_rows :] = -1  # drawn grey
+    rows = [images, occluded]
+    for k in range(args.samples):
+        seed = None if args.seed is None else args.seed + k
+        rows.append(model.complete(images, args.known_rows, seed=seed, method=args.method,
+                                   progress=True).cpu())
+    # One row per image: original, occluded, then the completions (like the paper's Figure 1).
+    grid = torch.stack(rows, dim=1).flatten(0, 1)
+    save_png(image_grid(grid, model.levels, columns=len(rows)), args.out, scale=args.scale)
+    values = save_values(torch.stack(rows[2:], dim=1), args.out)
+    shortfall = f" ({args.n} asked, {len(images)} available)" if len(images) < args.n else ""
+    print(f"{len(images)} images{shortfall} x {args.samples} completions from the top {args.known_rows} "
+          f"rows: {args.out} (values: {values})")
