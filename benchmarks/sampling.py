@@ -27,6 +27,7 @@ MNIST = {
     "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32),
     "row_lstm": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
     "diagonal_bilstm": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
+    "gated_pixelcnn": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
 }
 
 

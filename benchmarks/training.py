@@ -37,6 +37,7 @@ MNIST = {
     "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32, skip=False),
     "row_lstm": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
     "diagonal_bilstm": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
+    "gated_pixelcnn": dict(channels=1, levels=2, hidden=16, layers=7, head=32),
 }
 
 
@@ -104,8 +105,9 @@ def main() -> None:
         return
 
     archs = args.only or list(pixelrnn.ARCHITECTURES)
-    if args.kernel_size != 3 and "diagonal_bilstm" in archs:
-        parser.error("--kernel-size: the Diagonal BiLSTM's kernels are fixed; add --only pixelcnn row_lstm")
+    fixed = [a for a in archs if not pixelrnn.ARCHITECTURES[a].uses_kernel_size]
+    if args.kernel_size != 3 and fixed:
+        parser.error(f"--kernel-size: the kernels of {', '.join(fixed)} are fixed; leave them out with --only")
     kernel = {"kernel_size": args.kernel_size} if args.kernel_size != 3 else {}
     mnist = {a: {**o, "hidden": args.mnist_hidden or o["hidden"], **kernel} for a, o in MNIST.items()}
     settings = [(f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16} k={args.kernel_size}", 28, mnist)]
