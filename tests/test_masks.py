@@ -68,3 +68,31 @@ def test_masked_weights_stay_masked_after_training_steps():
 def test_even_kernels_keep_the_output_on_the_input_grid(kernel):
     conv = MaskedConv2d(channel_groups(1, 1), channel_groups(2, 1), kernel, "B")
     assert conv(torch.randn(1, 1, 5, 7)).shape == (1, 2, 5, 7)
+
+
+@pytest.mark.parametrize("mask_type,open_rows", [("above", 2), ("vertical", 3)])
+def test_vertical_stack_masks_open_whole_rows_for_every_group(mask_type, open_rows):
+    """A vertical stack's features at row i hold rows above i only: they belong to no channel
+    group, so its masks open whole rows (above the centre, or up to it) between any groups."""
+    groups = channel_groups(6, 3)
+    mask = causal_mask((5, 5), groups, groups, mask_type)
+    expected = torch.zeros(5, 5)
+    expected[:open_rows] = 1
+    assert torch.equal(mask, expected.expand(6, 6, 5, 5))
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+@pytest.mark.parametrize("width", [1, 3, 5])
+def test_a_row_kernel_as_one_product_and_at_one_pixel_equals_the_convolution(mask_type, width):
+    torch.manual_seed(0)
+    conv = MaskedConv2d(channel_groups(6, 3), channel_groups(9, 3), (1, width), mask_type).double()
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64)  # (B, H, W, F)
+    full = conv.forward_nhwc(x)
+    torch.testing.assert_close(conv.forward_row(x, width_dim=2), full, rtol=0, atol=1e-12)
+    cells = x.permute(1, 2, 0, 3)  # (H, W, B, F), the Row LSTM's layout
+    torch.testing.assert_close(conv.forward_row(cells, width_dim=1), full.permute(1, 2, 0, 3), rtol=0, atol=1e-12)
+    pad = 3
+    padded = torch.nn.functional.pad(x, (0, 0, pad, pad, pad, pad))
+    pixels = conv.at_pixels(pad)
+    for i, j in [(0, 0), (2, 3), (3, 6)]:
+        torch.testing.assert_close(pixels.at(padded, i, j), full[:, i, j], rtol=0, atol=1e-12)

@@ -68,7 +68,8 @@ def causal_mask(
     if mask_type in ("above", "vertical"):
         open_rows = rows < centre_row if mask_type == "above" else rows <= centre_row
         spatial = open_rows.expand(kh, kw).view(1, 1, kh, kw)
-        return spatial.expand(len(out_groups), len(in_groups), kh, kw).to(torch.get_default_dtype()).contiguous()
+        mask = spatial.expand(len(out_groups), len(in_groups), kh, kw)
+        return mask.to(torch.get_default_dtype()).contiguous()
     spatial_past = (rows < centre_row) | ((rows == centre_row) & (cols < centre_col))
     is_centre = (rows == centre_row) & (cols == centre_col)
 

@@ -55,10 +55,12 @@ def nats_to_bits(nats: torch.Tensor | float) -> torch.Tensor | float:
 class ImageDistribution:
     """What every model is, as tfp.distributions.PixelCNN: a distribution over images.
 
-    A model defines ``log_prob(x)`` (exact ln p in nats, (B,)), ``log_prob_terms(x)`` (the same
-    as terms that sum to it, (B, T): one, or one per stage) and ``fill`` (draw the values that
-    are not given, in the model's order); ``sample`` and ``complete`` follow (paper sections 2,
-    5). No caller needs to know which model it holds.
+    A model defines ``log_prob(x)`` (exact ln p in nats, (B,)) and ``log_prob_terms(x)`` (the
+    same as terms that sum to it, (B, T): one, or one per stage). ``fill`` draws the values that
+    are not given, in the model's order: here from one raster pass over the model's
+    ``incremental`` cache (or, naively, its whole forward pass); a model with stages overrides
+    it. ``sample`` and ``complete`` follow (paper sections 2, 5). No caller needs to know which
+    model it holds.
     """
 
     def fill(self, images: torch.Tensor, given: torch.Tensor, generator: torch.Generator,

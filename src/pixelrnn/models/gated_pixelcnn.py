@@ -24,6 +24,7 @@ the branch; the paper's vertical stack is not, which changes nothing of causalit
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..layers import MaskedConv2d, channel_groups
@@ -121,7 +122,7 @@ class _GatedCache(BlockCache):
         self.width = width
         self.vertical, self.horizontal = block.vertical.at_pixels(pad), block.horizontal.at_pixels(pad)
         self.out = block.out.at_pixels(pad)
-        self.link = lambda x, w=block.link.weight.detach(), b=block.link.bias.detach(): nn.functional.linear(x, w, b)
+        self.link_weight, self.link_bias = block.link.weight.detach(), block.link.bias.detach()
 
     def begin_row(self, stream, i, bias):
         v_bias = None if bias is None else bias.chunk(2, dim=-1)[0]
@@ -131,5 +132,6 @@ class _GatedCache(BlockCache):
 
     def at(self, stream, i, j, bias):
         z_bias = None if bias is None else bias.chunk(2, dim=-1)[1]
-        z_pre = self.horizontal.at(stream[..., 1::2], i, j) + self.link(self.v_pre[:, j])
+        link = F.linear(self.v_pre[:, j], self.link_weight, self.link_bias)
+        z_pre = self.horizontal.at(stream[..., 1::2], i, j) + link
         return interleave(self.v_out[:, j], self.out.pointwise(gate(plus(z_pre, z_bias))))

@@ -185,7 +185,8 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
 
 def build_multiscale(name: str, factor: int = 2, condition_features: int = 32,
                      **kwargs) -> MultiScalePixelRNN:
-    """A multi-scale model whose two stages are both ``name`` (an architecture) with the :class:`ModelConfig` options ``kwargs``."""
+    """A multi-scale model whose two stages are both ``name`` (an architecture) with the
+    :class:`ModelConfig` options ``kwargs``."""
     stage = ModelConfig(architecture=name.replace("-", "_"), **model_options(kwargs))
     return MultiScalePixelRNN(MultiScaleConfig(stage, stage, factor, condition_features))
 
