@@ -41,8 +41,11 @@ def seconds_per_image(model, batch, size, method, values=0) -> float:
         rows = -(-values // (size * c))
         known = size - rows
     images = torch.zeros(batch, c, size, size, dtype=torch.long)
+    cuda = next(model.parameters()).is_cuda
     start = time.perf_counter()
     model.complete(images, known, seed=0, method=method)
+    if cuda:
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     done = (size - known) * size * c
     return elapsed * total / done / batch
@@ -56,21 +59,23 @@ def main() -> None:
     parser.add_argument("--cifar-hidden", type=int, default=16)
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--cifar-head", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     keep_freed_memory()
     torch.manual_seed(0)
     archs = args.only or list(pixelrnn.ARCHITECTURES)
     settings = [("mnist 28x28x1 L=2", 28, MNIST)]
     if not args.skip_cifar:
-        cifar = dict(channels=3, levels=256, hidden=args.cifar_hidden, layers=args.cifar_layers, head=256)
+        cifar = dict(channels=3, levels=256, hidden=args.cifar_hidden, layers=args.cifar_layers, head=args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}", 32,
                          {a: cifar for a in archs}))
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()} device=cpu; "
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} device={args.device}; "
           f"naive timed on {args.naive_values or 'all'} values per image and scaled")
     print(f"{'setting':40} {'model':16} {'batch':>5} {'naive s/img':>12} {'cached s/img':>13} {'speed-up':>9}")
     for label, size, table in settings:
         for arch in archs:
-            model = pixelrnn.build_model(arch, **table[arch]).eval()
+            model = pixelrnn.build_model(arch, **table[arch]).to(args.device).eval()
             # Warm-up, untimed: one-time costs (loading the compiled kernel, first allocations)
             # would otherwise be scaled up with the naive sampler's partial timing.
             seconds_per_image(model, 1, size, "naive", size * model.channels)

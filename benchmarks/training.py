@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--kernel-size", type=int, default=3,
                         help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (default 3)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU or CUDA)")
     parser.add_argument("--reference", action="store_true", help="plain autograd recurrences")
     parser.add_argument("--scan", choices=["native", "torch"], default="native",
                         help="fused CPU scan: the compiled kernel (default) or PyTorch")

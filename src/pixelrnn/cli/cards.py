@@ -26,8 +26,9 @@ def _command(config: dict) -> str:
              "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
              "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
              "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from",
-             "warmup": "--warmup", "kernel_size": "--kernel-size", "head": "--head"}
-    defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0}  # left out of the command
+             "warmup": "--warmup", "kernel_size": "--kernel-size", "head": "--head",
+             "precision": "--precision"}
+    defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0, "precision": "fp32"}  # left out of the command
     parts = ["pixelrnn train"]
     for key, flag in flags.items():
         value = config.get(key)

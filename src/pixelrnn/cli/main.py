@@ -56,7 +56,7 @@ def _datasets(args: argparse.Namespace) -> None:
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
                "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
-               "dropout", "init_from", "warmup", "kernel_size", "head")
+               "dropout", "init_from", "warmup", "kernel_size", "head", "precision")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head", type=int, metavar="F",
                        help="features of the output head's hidden 1x1 layer (default: the paper's, "
                        "32 for binary data, 1024 for 256 levels)")
+    train.add_argument("--precision", choices=["fp32", "bf16"],
+                       help="fp32 (default), or bf16: training steps under bf16 autocast on the CPU or CUDA "
+                       "(likelihoods, their sums and evaluation in float32)")
     train.add_argument("--kernel-size", type=int, metavar="K",
                        help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (odd; default 3, "
                        "the paper's); wider ones widen both models' triangular receptive field")

@@ -199,5 +199,9 @@ def lstm_scan(
     """
     if len(plan.mirrored) != gates_in.shape[3]:
         raise ValueError(f"plan has {len(plan.mirrored)} directions, gates have {gates_in.shape[3]}")
+    # Under bf16 autocast the gates come in bf16: the recurrence runs in the weights' precision
+    # (float32), since its state is carried over hundreds of steps.
+    gates_in = gates_in.to(weight.dtype).contiguous()
     function = scan_kernel.NativeLSTMScan if scan_kernel.supports(gates_in, plan) else _LSTMScan
-    return function.apply(gates_in.contiguous(), weight, h0, c0, plan)
+    with torch.autocast(gates_in.device.type, enabled=False):
+        return function.apply(gates_in, weight, h0, c0, plan)

@@ -28,8 +28,10 @@ def sigmoid_as_logits(z: torch.Tensor) -> torch.Tensor:
 def value_log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """ln p of every value given the ones before it, in nats, (B, C, H, W).
 
-    logits: (B, C, levels, H, W); x: (B, C, H, W) integer values in [0, levels).
+    logits: (B, C, levels, H, W); x: (B, C, H, W) integer values in [0, levels). Computed in
+    float32 at least (bf16 logits of mixed precision are promoted first).
     """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return F.log_softmax(logits, dim=2).gather(2, x.long().unsqueeze(2)).squeeze(2)
 
 

@@ -21,6 +21,7 @@ _PAPER_DATASET = {"digits": "binarized-mnist", "binarized-mnist": "binarized-mni
                   "mnist": "binarized-mnist", "fashion-mnist": "binarized-mnist"}
 
 
+PRECISIONS = ("fp32", "bf16")
 _SCHEDULE_FLAGS = {"learning-rate": "--lr-at", "batch-size": "--batch-at"}
 
 
@@ -85,6 +86,7 @@ class TrainConfig:
     warmup: int = 0  # the learning rate rises linearly over the first N steps (0: no warm-up)
     kernel_size: int | None = None  # k of the PixelCNN's k x k and the Row LSTM's 1 x k kernels (None: 3)
     head: int | None = None  # features of the output head (None: the paper's, 32 or 1024)
+    precision: str = "fp32"  # "bf16": training steps under bf16 autocast (evaluation stays float32)
 
     def check(self) -> None:
         """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
@@ -95,6 +97,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise PixelRNNError(f"{_flag(name)} {value}: needs a whole number >= 1")
+        if self.precision not in PRECISIONS:
+            raise PixelRNNError(f"--precision {self.precision}: known: {', '.join(PRECISIONS)}")
         if self.optimizer not in ("rmsprop", "adam"):
             raise PixelRNNError(f"unknown optimizer {self.optimizer!r}; known: rmsprop, adam")
         if not all(value > 0 and math.isfinite(value) for value in (self.lr, self.lr_decay)):
