@@ -15,6 +15,12 @@ Each measurement runs in its own process so that the peak resident memory
     python benchmarks/training.py --device cpu --skip-cifar --only pixelcnn --kernel-size 5
     python benchmarks/training.py --reference       # the plain autograd recurrences
     python benchmarks/training.py --scan torch      # the PyTorch scan instead of the CPU kernel
+    python benchmarks/training.py --device cpu --beside 1          # beside one process spinning on a core
+    python benchmarks/training.py --device cpu --beside 1 --beside-threads 2   # beside 2-thread matrix products
+
+``--beside N`` starts N competing processes for the whole measurement, each spinning in pure
+Python (one core each), or with ``--beside-threads T`` each running T-thread matrix products,
+so that the speed under load is a figure anyone can reproduce against the idle one.
 """
 
 from __future__ import annotations
@@ -95,6 +101,10 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true", help="plain autograd recurrences")
     parser.add_argument("--scan", choices=["native", "torch"], default="native",
                         help="fused CPU scan: the compiled kernel (default) or PyTorch")
+    parser.add_argument("--beside", type=int, default=0, metavar="N",
+                        help="measure beside N competing processes (default 0: the machine as it is)")
+    parser.add_argument("--beside-threads", type=int, default=0, metavar="T",
+                        help="each competing process runs T-thread matrix products (default: spins on one core)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -125,6 +135,30 @@ def main() -> None:
           f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
           f"{'peak MiB':>9} {'epoch (50k)':>12}")
+    competitors = [competitor(args.beside_threads) for _ in range(args.beside)]
+    try:
+        run_settings(args, archs, settings)
+    finally:
+        for process in competitors:
+            process.kill()
+
+
+def competitor(threads: int) -> subprocess.Popen:
+    """A process that keeps the CPU busy: pure-Python spinning (one core), or T-thread matrix
+    products (as a second training or evaluation job would)."""
+    if threads:
+        code = ("import torch; torch.set_num_threads(%d); a = torch.randn(1024, 1024)\n"
+                "while True: a @ a" % threads)
+    else:
+        code = "while True: pass"
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads))}
+    return subprocess.Popen([sys.executable, "-c", code], env=env)
+
+
+def run_settings(args, archs, settings) -> None:
+    if args.beside:
+        print(f"beside {args.beside} competing process(es), "
+              + (f"{args.beside_threads}-thread matrix products each" if args.beside_threads else "spinning"))
     for label, size, table in settings:
         for arch in archs:
             for batch in args.batch_sizes:

@@ -93,30 +93,47 @@ def test_scan_refuses_mismatched_directions():
         lstm_scan(torch.zeros(2, 2, 1, 2, 8), torch.zeros(2, 4, 8), torch.zeros(2, 2), torch.zeros(2, 2), plan)
 
 
+PLANS = [
+    ScanPlan("rows", 4, 5, offsets=(-1, 0, 1)),
+    ScanPlan("rows", 3, 6, offsets=(-2, -1, 0, 1, 2)),
+    ScanPlan("diagonals", 4, 6, offsets=(0, -1), mirrored=(False, True)),
+    ScanPlan("diagonals", 6, 3, offsets=(-1, 0), mirrored=(True,)),
+]
+PLAN_IDS = ["rows-k3", "rows-k5", "diagonals-bi", "diagonals-mirrored"]
+
+
 @pytest.mark.parametrize("hidden", [3, 8, 16, 32, 64])
-@pytest.mark.parametrize(
-    "plan",
-    [
-        ScanPlan("rows", 4, 5, offsets=(-1, 0, 1)),
-        ScanPlan("rows", 3, 6, offsets=(-2, -1, 0, 1, 2)),
-        ScanPlan("diagonals", 4, 6, offsets=(0, -1), mirrored=(False, True)),
-        ScanPlan("diagonals", 6, 3, offsets=(-1, 0), mirrored=(True,)),
-    ],
-    ids=["rows-k3", "rows-k5", "diagonals-bi", "diagonals-mirrored"],
-)
+@pytest.mark.parametrize("plan", PLANS, ids=PLAN_IDS)
 def test_native_kernel_matches_the_pytorch_scan(plan, hidden):
     """Each hidden size the kernel compiles as a constant (8, 16, 32, 64) and one it does not (3)."""
+    assert_native_matches_pytorch(plan, hidden, batch=3)
+
+
+@pytest.mark.parametrize("threads,batch", [(1, 3), (2, 3), (2, 1), (3, 2), (4, 5)])
+@pytest.mark.parametrize("plan", PLANS, ids=PLAN_IDS)
+def test_native_kernel_matches_with_any_threads_and_batch(plan, threads, batch):
+    """Both ways the kernel shares work: each thread a slice of the batch (batch >= threads > 1),
+    or the sites of every step across threads (fewer images than threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert_native_matches_pytorch(plan, 8, batch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def assert_native_matches_pytorch(plan, hidden, batch):
     if scan_kernel.load() is None:
         pytest.skip("the CPU LSTM kernel cannot be built here (no C++ compiler?)")
     torch.manual_seed(hidden)
     d, k = len(plan.mirrored), len(plan.offsets)
     inputs = [
-        torch.randn(plan.height, plan.width, 3, d, 4 * hidden, dtype=torch.float64),
+        torch.randn(plan.height, plan.width, batch, d, 4 * hidden, dtype=torch.float64),
         torch.randn(d, k * hidden, 4 * hidden, dtype=torch.float64) / hidden**0.5,
         torch.randn(d, hidden, dtype=torch.float64),
         torch.randn(d, hidden, dtype=torch.float64),
     ]
-    grad_out = torch.randn(plan.height, plan.width, 3, d, hidden, dtype=torch.float64)
+    grad_out = torch.randn(plan.height, plan.width, batch, d, hidden, dtype=torch.float64)
     results = []
     for function in (scan_kernel.NativeLSTMScan, _LSTMScan):
         leaves = [t.clone().requires_grad_() for t in inputs]

@@ -192,7 +192,7 @@ def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
 
     grey = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8)
     monkeypatch.setattr("pixelrnn.training.trainer.load_dataset", lambda *a, **k: grey)
-    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="mnist", binarize=True, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=100)
     straight = Trainer(TrainConfig(out=str(tmp_path / "a"), steps=9, **config), progress=False)
@@ -217,7 +217,7 @@ def test_resume_with_a_new_learning_rate(tmp_path, monkeypatch):
     from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
     Trainer(TrainConfig(steps=4, **config), progress=False).run()
@@ -240,7 +240,7 @@ def test_learning_rate_schedule(tmp_path, monkeypatch):
     from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, out=str(tmp_path / "run"))
 
@@ -267,7 +267,7 @@ def test_learning_rate_warm_up(tmp_path, monkeypatch):
     from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2, warmup=4, lr_changes=[[2, 5e-4]], out=str(tmp_path / "run"))
 
@@ -341,7 +341,7 @@ def test_batch_size_schedule(tmp_path, monkeypatch):
     from pixelrnn.cli.cards import write_card
     from pixelrnn.training import TrainConfig, Trainer
 
-    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=2)
 

@@ -19,7 +19,7 @@ CONFIG = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, 
 
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
-    monkeypatch.setattr("pixelrnn.training.trainer.plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
 
 
 def iterates_of(trainer, monkeypatch) -> list[list[torch.Tensor]]:

@@ -80,10 +80,13 @@ def _train(args: argparse.Namespace) -> None:
     changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every, expect=given)
     trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
                       device=args.device, log=True, **(changes if args.resume else {}))
-    print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
-          f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}", file=sys.stderr)
+    ranks = trainer.ranks
+    processes = f", {ranks.world} processes (a global batch of {ranks.world} x the batch size)" if ranks.world > 1 else ""
+    if ranks.main:
+        print(f"training {trainer.model.config.architecture} on {trainer.config.dataset} "
+              f"({len(trainer.train_images)} images) into {trainer.out}, {trainer.device}{processes}", file=sys.stderr)
     result = trainer.run()
-    if result:
+    if result and ranks.main:
         print(f"step {result['step']}: validation NLL {result['valid_nll_nats']:.2f} nats "
               f"({result['valid_bits_per_dim']:.4f} bits/dim); best "
               f"{trainer.state['best_valid']:.2f} nats, saved in {trainer.out / 'best.safetensors'}")

@@ -159,6 +159,22 @@ class TrainConfig:
         """Images per step at ``step``: ``batch_size``, or the last change made by then."""
         return _value_at(self.batch_changes, step, self.batch_size)
 
+    def total_steps(self, state: dict, n: int, world: int = 1) -> int:
+        """The step at which the budget is spent, from a run's ``state`` (step, epoch, position)
+        on ``n`` training images with ``world`` processes (with an epoch budget: at the current
+        batch size)."""
+        if self.steps is not None:
+            return self.steps
+        size = self.batch_size_at(state["step"]) * world
+        epochs_left = self.epochs - state["epoch"] - 1
+        return state["step"] + -(-(n - state["position"]) // size) + max(0, epochs_left) * -(-n // size)
+
+    def budget_spent(self, state: dict, n: int) -> bool:
+        """Whether a run at ``state`` on ``n`` training images has trained its steps or epochs."""
+        if self.steps is not None:
+            return state["step"] >= self.steps
+        return state["epoch"] + state["position"] / n >= self.epochs
+
     def model_options(self, channels: int, levels: int) -> dict:
         """The paper's configuration for this data where there is one, with overrides."""
         if self.model not in ARCHITECTURES:

@@ -58,3 +58,14 @@ class RunLock:
 
     def __repr__(self) -> str:
         return f"RunLock({str(self.folder)!r}, held={self._key is not None})"
+
+
+class NoLock:
+    """The lock of a process that does not write into the run folder (ranks > 0 of a
+    distributed run, whose process 0 holds the RunLock)."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass

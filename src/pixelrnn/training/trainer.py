@@ -48,11 +48,12 @@ from ..models import build_model, build_multiscale
 from ..models.distribution import bits_per_dim
 from ..models.multiscale import AnyModel, weight_layout
 from ..runtime import pick_device
-from ..visualize import plot_curves
 from .config import TrainConfig
-from .evaluation import check_compatible, evaluate
+from .distributed import Ranks, data_parallel
+from .evaluation import check_compatible, per_image_nll, report_of_terms
 from .interrupts import StopRequests, TrainingInterrupted
-from .run_lock import RunLock
+from .run_folder import append_metrics, truncate_metrics
+from .run_lock import NoLock, RunLock
 
 
 class Trainer:
@@ -73,7 +74,9 @@ class Trainer:
         see ``runtime.pick_device`` (default: CUDA if there is one); a run may resume on another.
         ``log``: a line on stderr per evaluation (default: with ``progress``, the progress bar)."""
         self.out, self.progress, self.log = Path(config.out), progress, progress if log is None else log
-        self.device = pick_device(device)
+        self.ranks, self.device = Ranks.from_environment(pick_device(device))
+        self.progress = self.progress and self.ranks.main
+        self.log = self.log and self.ranks.main
         config.check()
         if resume and not (self.out / ckpt.LAST).is_file():
             raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
@@ -81,7 +84,8 @@ class Trainer:
             raise PixelRNNError(f"--out {self.out}: a file, not a run folder")
         created = not self.out.exists()
         writable_folder(self.out)
-        self._lock = RunLock(self.out)  # held until run() ends: one process writes into a run folder
+        # Held until run() ends: one process writes into a run folder (process 0 of a distributed run).
+        self._lock = RunLock(self.out) if self.ranks.main else NoLock()
         try:
             self._setup(config, resume, force, new_lr, new_batch_size, new_eval_every, expect)
         except BaseException:
@@ -114,7 +118,7 @@ class Trainer:
             self._restore(last)
             self._check_matches(expect or {})
             self._extend_schedules(*requested, new_lr, new_batch_size)
-            if self._budget_spent():  # resuming would silently do nothing
+            if self.config.budget_spent(self.state, len(self.train_images)):  # resuming would silently do nothing
                 count, unit = (config.steps, "step") if config.steps is not None else (config.epochs, "epoch")
                 budget = f"{count} {unit}{'s' if count != 1 else ''}"
                 raise PixelRNNError(f"{self.out} has trained its {budget} (step {self.state['step']}); "
@@ -125,8 +129,10 @@ class Trainer:
             config.add_changes(*given)  # checked, sorted, repeats dropped
             if any(self.out.iterdir()) and not force:  # the folder exists: made above
                 raise PixelRNNError(f"{self.out} exists and is not empty; pass --resume or --force")
+            self.ranks.barrier()  # every process has looked before process 0 writes
             for stale in (ckpt.LAST, ckpt.BEST, "metrics.jsonl", "curves.png"):
-                (self.out / stale).unlink(missing_ok=True)
+                if self.ranks.main:
+                    (self.out / stale).unlink(missing_ok=True)
             torch.manual_seed(config.seed)
             self.model = self._build_model()
             self.model.to(self.device)
@@ -134,14 +140,17 @@ class Trainer:
             self.average = self._make_average()
             self.data_rng = torch.Generator().manual_seed(config.seed + 1)
             self.state = {"step": 0, "epoch": 0, "position": 0, "best_valid": None,
-                          "evals_without_gain": 0, "train_sum": 0.0, "train_count": 0}
+                          "evals_without_gain": 0, "train_sum": 0.0, "train_count": 0,
+                          "world_size": self.ranks.world}
             self._write_run_json()
         check_compatible(self.model, self.train_images, self.levels, f"dataset {config.dataset}")
+        self.parallel = data_parallel(self.model, self.ranks, self.device)
 
     # --- setup -----------------------------------------------------------------------------
 
     def _write_run_json(self) -> None:
-        atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
+        if self.ranks.main:
+            atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
 
     def _load_data(self) -> None:
         cfg = self.config
@@ -236,33 +245,18 @@ class Trainer:
                                "the checkpoint's average is missing or does not match the model")
         self.data_rng = torch.Generator()
         self.data_rng.set_state(tensors["rng.data"])
-        torch.set_rng_state(tensors["rng.torch"])
+        torch.set_rng_state(tensors.get(f"rng.torch.rank{self.ranks.rank}", tensors["rng.torch"]))
         self.state = meta["trainer"]
-        self._truncate_metrics(self.state["step"])
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop evaluations logged after the checkpoint we resume from."""
-        path = self.out / "metrics.jsonl"
-        if path.is_file():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            atomic_write(path, "".join(line + "\n" for line in kept).encode())
+        world = self.state.setdefault("world_size", 1)
+        if world != self.ranks.world:
+            raise PixelRNNError(
+                f"{self.out} was trained by {world} process(es) (a global batch of --batch-size x {world}), "
+                f"not {self.ranks.world}: resume it with as many (each process's share of the data "
+                "order and of the random draws is part of the run)")
+        if self.ranks.main:
+            truncate_metrics(self.out, self.state["step"])
 
     # --- the loop --------------------------------------------------------------------------
-
-    def total_steps(self) -> int:
-        """The step at which the budget is spent (with an epoch budget: at the current batch size)."""
-        cfg, state, n = self.config, self.state, len(self.train_images)
-        if cfg.steps is not None:
-            return cfg.steps
-        size = cfg.batch_size_at(state["step"])
-        epochs_left = cfg.epochs - state["epoch"] - 1
-        return state["step"] + -(-(n - state["position"]) // size) + max(0, epochs_left) * -(-n // size)
-
-    def _budget_spent(self) -> bool:
-        cfg, state = self.config, self.state
-        if cfg.steps is not None:
-            return state["step"] >= cfg.steps
-        return state["epoch"] + state["position"] / len(self.train_images) >= cfg.epochs
 
     def run(self) -> dict:
         """Train until the step or epoch budget (or early stopping); returns the last evaluation.
@@ -276,17 +270,18 @@ class Trainer:
 
     def _run(self, stop: StopRequests) -> dict:
         cfg, state, n = self.config, self.state, len(self.train_images)
-        bar = tqdm(total=self.total_steps(), initial=state["step"], disable=not self.progress, unit="step",
+        bar = tqdm(total=cfg.total_steps(state, n, self.ranks.world), initial=state["step"], disable=not self.progress, unit="step",
                    dynamic_ncols=True)
         last_eval: dict = {}
         started, images_seen = time.perf_counter(), 0
         self._clock = (started, state.get("elapsed_s", 0.0))
         signal_step, signal_name = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")  # tests
         signal_step = int(signal_step)
-        while not self._budget_spent() and not self._stopped():
+        signal_ranks = os.environ.get("_PIXELRNN_TEST_SIGNAL_RANKS", "0").split(",")
+        while not self.config.budget_spent(self.state, len(self.train_images)) and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
-            while state["position"] < n and not self._budget_spent():
-                size = cfg.batch_size_at(state["step"])
+            while state["position"] < n and not self.config.budget_spent(self.state, len(self.train_images)):
+                size = cfg.batch_size_at(state["step"]) * self.ranks.world  # the global batch
                 batch = self._batch(order[state["position"] : state["position"] + size])
                 loss = self._step(batch, state["epoch"])
                 state["position"] += len(batch)
@@ -298,20 +293,21 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=state["epoch"], nats=f"{loss:.2f}",
                                 bpd=f"{bits_per_dim(loss, self.dims):.4f}", img_s=f"{rate:.0f}")
-                if state["step"] == signal_step:
+                if state["step"] == signal_step and str(self.ranks.rank) in signal_ranks:
                     os.kill(os.getpid(), signal.Signals[signal_name])  # tests: a crash or a stop request
+                stopping = self.ranks.any(bool(stop.requested))  # every process stops at the same step
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
-                    not cfg.eval_every and epoch_done) or self._budget_spent():
+                    not cfg.eval_every and epoch_done) or self.config.budget_spent(self.state, len(self.train_images)):
                     last_eval = self._evaluate()
                     self._checkpoint()
                     if self._stopped():
                         break
-                elif state["step"] % cfg.checkpoint_every == 0 or stop.requested:
+                elif state["step"] % cfg.checkpoint_every == 0 or stopping:
                     self._checkpoint()
-                if stop.requested:
+                if stopping:
                     bar.close()
-                    raise TrainingInterrupted(stop.requested, (
+                    raise TrainingInterrupted(stop.requested or signal.SIGTERM, (
                         f"stopped by {signal.Signals(stop.requested).name} at step {state['step']}, "
                         f"saved in {self.out / ckpt.LAST}; `pixelrnn train --out {self.out} --resume` continues"))
             if state["position"] >= n:
@@ -342,14 +338,17 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            loss = -self.model.log_prob(batch).mean()
+            if self.ranks.world == 1:
+                loss = -self.model.log_prob(batch).mean()
+            else:  # this shard's share of the global batch's mean; DDP averages over processes
+                loss = self.parallel(self.ranks.shard(batch)) * (self.ranks.world / len(batch))
         loss.backward()
         if self.config.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.optimizer.step()
         if self.average is not None and self.state["step"] >= self.config.ema_from:
             self.average.update_parameters(self.model)
-        value = loss.item()
+        value = (self.ranks.sum(loss.detach()) / self.ranks.world).item()
         if not math.isfinite(value):
             raise PixelRNNError(f"the training loss became {value} at step {self.state['step']}; "
                                 "lower --lr or keep --clip on")
@@ -357,7 +356,9 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         state = self.state
-        report = evaluate(self.evaluated_model, self.valid_images, batch_size=max(64, self.config.batch_size))
+        terms = per_image_nll(self.evaluated_model, self.ranks.shard(self.valid_images),
+                              batch_size=max(64, self.config.batch_size))
+        report = report_of_terms(self.ranks.gather(terms), self.valid_images)  # every process's
         train_nats = state["train_sum"] / max(1, state["train_count"])
         record = {
             "step": state["step"], "epoch": state["epoch"] + state["position"] / len(self.train_images),
@@ -367,27 +368,30 @@ class Trainer:
             "elapsed_s": self._elapsed(),
         }
         state["train_sum"], state["train_count"] = 0.0, 0
-        if state["best_valid"] is None or report.nll_nats < state["best_valid"]:
-            state["best_valid"] = report.nll_nats
-            state["evals_without_gain"] = 0
-            ckpt.save_model(self.out / ckpt.BEST, self.evaluated_model, info={
-                "dataset": self.config.dataset, "binarize": self.config.binarize, "step": state["step"],
-                "image_size_hw": list(self.train_images.shape[2:]),
-                "valid_nll_nats": report.nll_nats, "valid_bits_per_dim": report.bits_per_dim})
-        else:
-            state["evals_without_gain"] += 1
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.log:
-            tqdm.write(f"step {state['step']} (epoch {record['epoch']:.2f}): validation NLL {report.nll_nats:.3f} "
-                       f"± {report.nll_nats_stderr:.3f} nats ({report.bits_per_dim:.4f} bits/dim), training "
-                       f"{train_nats:.3f}; best {state['best_valid']:.3f}", file=sys.stderr)
-        records = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
-        plot_curves(records, self.out / "curves.png", self.levels, self.config.schedule_events())
+        improved = state["best_valid"] is None or report.nll_nats < state["best_valid"]
+        state["best_valid"] = report.nll_nats if improved else state["best_valid"]
+        state["evals_without_gain"] = 0 if improved else state["evals_without_gain"] + 1
+        if self.ranks.main:
+            if improved:
+                ckpt.save_model(self.out / ckpt.BEST, self.evaluated_model, info={
+                    "dataset": self.config.dataset, "binarize": self.config.binarize, "step": record["step"],
+                    "image_size_hw": list(self.train_images.shape[2:]),
+                    "valid_nll_nats": report.nll_nats, "valid_bits_per_dim": report.bits_per_dim})
+            append_metrics(self.out, record, self.levels, self.config.schedule_events())
+            if self.log:
+                tqdm.write(f"step {record['step']} (epoch {record['epoch']:.2f}): validation NLL "
+                           f"{report.nll_nats:.3f} ± {report.nll_nats_stderr:.3f} nats ({report.bits_per_dim:.4f}"
+                           f" bits/dim), training {record['train_nll_nats']:.3f}; best {state['best_valid']:.3f}",
+                           file=sys.stderr)
         return record
 
     def _checkpoint(self) -> None:
+        """The training state, written by process 0 with every process's random state."""
         rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
+        states = self.ranks.gather(torch.get_rng_state().unsqueeze(0))
+        rng.update({f"torch.rank{r}": states[r] for r in range(1, self.ranks.world)})
+        if not self.ranks.main:
+            return
         trainer = dict(self.state, elapsed_s=self._elapsed(), config=dataclasses.asdict(self.config))
         averaged = {} if self.average is None else {
             f"average.{k}": v for k, v in self.average.state_dict().items()}

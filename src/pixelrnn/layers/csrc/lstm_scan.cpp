@@ -4,8 +4,11 @@
 // updates the cells of one row ("rows") or one diagonal ("diagonals"), each
 // cell's LSTM state lives in a slot (its column, or its row). For each image at
 // each (direction, slot) site a step does the state-to-state product, the gates
-// and the cell update in one pass over a few cache lines; the sites of a step
-// run in parallel (at::parallel_for). The backward gathers each cell's
+// and the cell update in one pass over a few cache lines. Threads share the work without
+// meeting at a barrier every step: each runs the whole recurrence for its own slice of the
+// batch (images are independent), so a thread that another process delays holds up only
+// itself. With fewer images than threads the sites of each step run in parallel instead
+// (at::parallel_for per step). The backward gathers each cell's
 // hidden-state gradient from the cells that read it one step later, so sites
 // never write to shared memory except through per-thread weight-gradient buffers.
 //
@@ -145,11 +148,35 @@ inline void gather_reads(const Geometry& g, const Site& s, int64_t h, int64_t b,
   }
 }
 
+// Runs body(begin, end) over the sites of step t: split across threads (`parallel_sites`), or
+// all in this thread (inside a thread's slice of the batch).
+template <typename F> void over_sites(const Geometry& g, int64_t t, bool parallel_sites, F&& body) {
+  if (parallel_sites)
+    at::parallel_for(0, g.dirs * g.count(t), 1, body);
+  else
+    body(0, g.dirs * g.count(t));
+}
+
+// Runs step(t, b0, b1, parallel_sites) for every step (last to first for the backward): each
+// thread over its images [b0, b1) when there are at least as many images as threads, else
+// step by step with the sites in parallel.
+template <typename Step> void run_steps(const Geometry& g, bool backward, Step&& step) {
+  const int64_t n = g.steps();
+  if (g.batch >= at::get_num_threads() && at::get_num_threads() > 1) {
+    at::parallel_for(0, g.batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t k = 0; k < n; ++k) step(backward ? n - 1 - k : k, b0, b1, false);
+    });
+  } else {
+    for (int64_t k = 0; k < n; ++k) step(backward ? n - 1 - k : k, 0, g.batch, true);
+  }
+}
+
 template <typename T, int FixedH>
-void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weight, const T* h0,
-                  const T* c0, T* out, T* act, T* cell_state) {
+void forward_step(const Geometry& g, int64_t t, int64_t b0, int64_t b1, bool parallel_sites,
+                  const T* gates_in, const T* weight, const T* h0, const T* c0, T* out, T* act,
+                  T* cell_state) {
   const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
-  at::parallel_for(0, g.dirs * g.count(t), 1, [&](int64_t begin, int64_t end) {
+  over_sites(g, t, parallel_sites, [&](int64_t begin, int64_t end) {
     Scratch<T, 4 * FixedH> z_buffer, z2_buffer;
     std::vector<T> read_buffer(K * h);
     // __restrict__ here and below: no two of these pointers alias, so the compiler
@@ -161,7 +188,7 @@ void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weig
       const Site s = g.site(t, index);
       const int64_t d = s.direction;
       const T* __restrict__ w = weight + d * K * h * G;  // (K h, 4h) of direction d
-      for (int64_t b = 0; b < g.batch; ++b) {
+      for (int64_t b = b0; b < b1; ++b) {
         gather_reads(g, s, h, b, d, out, h0, r);
         // z = gates_in + r W, in two interleaved sums (independent chains of multiply-adds).
         const T* __restrict__ z_in = gates_in + g.at(s.cell, b, d, G);
@@ -196,12 +223,13 @@ void forward_step(const Geometry& g, int64_t t, const T* gates_in, const T* weig
 // gradients go to per-thread buffers (`partial`, one row per thread).
 // weight_t: (D, K, 4h, h), the transposed blocks of the state-to-state weight.
 template <typename T, int FixedH>
-void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act,
-                   const T* cell_state, const T* out, const T* weight_t, const T* h0,
-                   const T* c0, T* grad_gates, T* carry, T* partial, int64_t partial_size) {
+void backward_step(const Geometry& g, int64_t t, int64_t b0, int64_t b1, bool parallel_sites,
+                   const T* grad_out, const T* act, const T* cell_state, const T* out,
+                   const T* weight_t, const T* h0, const T* c0, T* grad_gates, T* carry, T* partial,
+                   int64_t partial_size) {
   const int64_t h = FixedH ? FixedH : g.hidden, G = 4 * h, K = g.offsets.size();
   const int64_t weight_size = g.dirs * K * h * G;
-  at::parallel_for(0, g.dirs * g.count(t), 1, [&](int64_t begin, int64_t end) {
+  over_sites(g, t, parallel_sites, [&](int64_t begin, int64_t end) {
     T* grad_weight = partial + at::get_thread_num() * partial_size;
     T* grad_h0 = grad_weight + weight_size;
     T* grad_c0 = grad_h0 + g.dirs * h;
@@ -218,7 +246,7 @@ void backward_step(const Geometry& g, int64_t t, const T* grad_out, const T* act
       const Site s = g.site(t, index);
       const int64_t d = s.direction;
       T* __restrict__ gw = grad_weight + d * K * h * G;
-      for (int64_t b = 0; b < g.batch; ++b) {
+      for (int64_t b = b0; b < b1; ++b) {
         // dh: this cell's output gradient plus what the cells of step t + 1 that
         // read it pass back; four partial sums keep the multiply-adds independent.
         for (int64_t m = 0; m < h; ++m) acc0[m] = acc1[m] = acc2[m] = acc3[m] = T(0);
@@ -291,10 +319,12 @@ std::vector<torch::Tensor> scan_forward(torch::Tensor gates_in, torch::Tensor we
   auto act = torch::empty_like(gates_in);
   AT_DISPATCH_FLOATING_TYPES(gates_in.scalar_type(), "lstm_scan_forward", [&] {
     with_hidden(state.hidden, [&](auto fixed) {
-      for (int64_t t = 0; t < state.steps(); ++t)
-        forward_step<scalar_t, decltype(fixed)::value>(state, t, gates_in.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(),
-                             h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                             act.data_ptr<scalar_t>(), cell_state.data_ptr<scalar_t>());
+      run_steps(state, false, [&](int64_t t, int64_t b0, int64_t b1, bool parallel_sites) {
+        forward_step<scalar_t, decltype(fixed)::value>(
+            state, t, b0, b1, parallel_sites, gates_in.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(),
+            h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+            act.data_ptr<scalar_t>(), cell_state.data_ptr<scalar_t>());
+      });
     });
   });
   return {out, act, cell_state};
@@ -316,12 +346,13 @@ std::vector<torch::Tensor> scan_backward(torch::Tensor grad_out, torch::Tensor a
   auto partial = torch::zeros({at::get_num_threads(), partial_size}, act.options());
   AT_DISPATCH_FLOATING_TYPES(act.scalar_type(), "lstm_scan_backward", [&] {
     with_hidden(g.hidden, [&](auto fixed) {
-      for (int64_t t = g.steps() - 1; t >= 0; --t)
-        backward_step<scalar_t, decltype(fixed)::value>(g, t, grad_out.data_ptr<scalar_t>(), act.data_ptr<scalar_t>(),
-                              cell_state.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                              weight_t.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
-                              c0.data_ptr<scalar_t>(), grad_gates.data_ptr<scalar_t>(),
-                              carry.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(), partial_size);
+      run_steps(g, true, [&](int64_t t, int64_t b0, int64_t b1, bool parallel_sites) {
+        backward_step<scalar_t, decltype(fixed)::value>(
+            g, t, b0, b1, parallel_sites, grad_out.data_ptr<scalar_t>(), act.data_ptr<scalar_t>(),
+            cell_state.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(),
+            h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), grad_gates.data_ptr<scalar_t>(),
+            carry.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(), partial_size);
+      });
     });
   });
   auto total = partial.sum(0);

@@ -1,0 +1,116 @@
+"""Data-parallel training with torchrun (gloo, 2 CPU processes): the same steps as one process on
+the global batch, disjoint shards, exact resume with the same world size, a different one refused,
+a killed process that ends the run instead of hanging, and SIGTERM to the launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from test_training import pixelrnn_cli
+
+import pixelrnn
+from pixelrnn.training.distributed import Ranks
+
+COMMON = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4", "--layers", "1",
+          "--checkpoint-every", "3", "--eval-every", "3", "--seed", "3", "--quiet"]
+
+
+def torchrun(*args, processes=2, env=None, **popen):
+    """``torchrun --standalone --nproc_per_node N -m pixelrnn ARGS`` (a subprocess)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "pixelrnn", *args]
+    if popen:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def weights(path):
+    return [p.detach() for p in pixelrnn.load_model(path).parameters()]
+
+
+def test_shards_are_disjoint_and_cover_the_global_batch():
+    batch = torch.arange(11)
+    shards = [Ranks(rank, 3).shard(batch) for rank in range(3)]
+    assert torch.equal(torch.cat(shards), batch) and [len(s) for s in shards] == [4, 4, 3]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """A 2-process run of 6 steps (batch 4 each) and the 1-process run of batch 8."""
+    root = tmp_path_factory.mktemp("distributed")
+    two = torchrun(*COMMON, "--batch-size", "4", "--steps", "6", "--out", str(root / "two"))
+    assert two.returncode == 0, two.stderr
+    one = pixelrnn_cli(*COMMON, "--batch-size", "8", "--steps", "6", "--out", str(root / "one"))
+    assert one.returncode == 0, one.stderr
+    return root
+
+
+def test_two_processes_train_as_one_on_the_global_batch(two_process_run):
+    for a, b in zip(weights(two_process_run / "two" / "last.safetensors"),
+                    weights(two_process_run / "one" / "last.safetensors"), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    records = [[json.loads(line) for line in (two_process_run / run / "metrics.jsonl").read_text().splitlines()]
+               for run in ("two", "one")]
+    assert [r["step"] for r in records[0]] == [3, 6]  # process 0 alone wrote them
+    for two, one in zip(*records, strict=True):  # evaluation split across processes, the same figure
+        assert two["valid_nll_nats"] == pytest.approx(one["valid_nll_nats"], rel=1e-6)
+        assert two["train_nll_nats"] == pytest.approx(one["train_nll_nats"], rel=1e-5)
+    state = pixelrnn.training.checkpoints.read_checkpoint(two_process_run / "two" / "last.safetensors")[1]
+    assert state["trainer"]["world_size"] == 2
+
+
+def test_a_resumed_distributed_run_is_bit_identical_and_keeps_its_world_size(two_process_run, tmp_path):
+    run = tmp_path / "run"
+    first = torchrun(*COMMON, "--batch-size", "4", "--steps", "3", "--out", str(run))
+    assert first.returncode == 0, first.stderr
+    one_process = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "6")
+    assert one_process.returncode == 2 and "was trained by 2 process(es)" in one_process.stderr
+    resumed = torchrun("train", "--out", str(run), "--resume", "--steps", "6", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    for a, b in zip(weights(run / "last.safetensors"), weights(two_process_run / "two" / "last.safetensors"),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run, tmp_path):
+    run = tmp_path / "run"
+    started = time.monotonic()
+    killed = torchrun(*COMMON, "--batch-size", "4", "--steps", "6", "--out", str(run),
+                      env={"_PIXELRNN_TEST_SIGNAL_AT": "4:SIGKILL", "_PIXELRNN_TEST_SIGNAL_RANKS": "1"})
+    assert killed.returncode != 0 and time.monotonic() - started < 120  # no hang
+    saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
+    assert saved == 3  # the last checkpoint before the kill
+    resumed = torchrun("train", "--out", str(run), "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    for a, b in zip(weights(run / "last.safetensors"), weights(two_process_run / "two" / "last.safetensors"),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
+def test_sigterm_to_the_launcher_checkpoints_the_step_in_progress(two_process_run, tmp_path):
+    run = tmp_path / "run"
+    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "100000",
+                        "--eval-every", "100000", "--out", str(run), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (run / "run.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(8)  # some steps in
+    launcher.send_signal(signal.SIGTERM)
+    try:
+        launcher.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        pytest.fail("the run did not stop after SIGTERM")
+    stderr = launcher.stderr.read()
+    assert "stopped by SIGTERM at step" in stderr, stderr
+    step = int(stderr.split("stopped by SIGTERM at step ")[1].split(",")[0])
+    saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
+    assert saved == step > 0
