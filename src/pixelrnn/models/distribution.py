@@ -35,6 +35,20 @@ def value_log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits, dim=2).gather(2, x.long().unsqueeze(2)).squeeze(2)
 
 
+def value_log_probs_channels_last(raw: torch.Tensor, x: torch.Tensor, output: str) -> torch.Tensor:
+    """:func:`value_log_probs` from a model's head outputs, channels-last: ``raw`` (B, H, W, C x
+    levels) softmax logits, or (B, H, W, C) Bernoulli logits z for ``output="sigmoid"`` (ln p(1) =
+    ln sigmoid(z), ln p(0) = ln sigmoid(-z)); x (B, C, H, W) -> (B, C, H, W), float32 at least."""
+    raw = raw.to(torch.promote_types(raw.dtype, torch.float32))
+    values = x.long().permute(0, 2, 3, 1)  # (B, H, W, C)
+    if output == "sigmoid":
+        log_p = F.logsigmoid(torch.where(values == 1, raw, -raw))
+    else:
+        logits = raw.unflatten(-1, (values.shape[-1], -1))  # (B, H, W, C, levels), contiguous levels
+        log_p = F.log_softmax(logits, dim=-1).gather(-1, values.unsqueeze(-1)).squeeze(-1)
+    return log_p.permute(0, 3, 1, 2)
+
+
 def log_prob_from_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Exact log-likelihood in nats of each image, shape (B,); shapes as :func:`value_log_probs`."""
     return value_log_probs(logits, x).flatten(1).sum(1)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import PixelRNNError
-from .distribution import ImageDistribution, value_log_probs
+from .distribution import ImageDistribution
 from .pixelrnn import ModelConfig, PixelRNN, integer_values, model_options
 
 
@@ -154,8 +154,7 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
         x = integer_values(x)
         small = subsample(x, self.factor)
         height, width = x.shape[-2:]
-        logits = self.large(x, self.conditions(small, height, width))
-        per_value = value_log_probs(logits, x)  # (B, C, H, W)
+        per_value = self.large.value_log_probs(x, self.conditions(small, height, width))  # (B, C, H, W)
         given = given_by_small_image(height, width, self.factor, x.device)
         return self.small.log_prob(small), per_value.masked_fill(given, 0.0).flatten(1).sum(1)
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import PixelRNNError
 from ..layers import MaskedConv2d, channel_groups, masked_1x1
-from .distribution import ImageDistribution, log_prob_from_logits, sigmoid_as_logits
+from .distribution import ImageDistribution, sigmoid_as_logits, value_log_probs_channels_last
 from .pixel_cache import PixelCache
 from .registry import ARCHITECTURES
 
@@ -203,12 +203,16 @@ class PixelRNN(ImageDistribution, nn.Module):
                 skip_sum = projected if skip_sum is None else skip_sum + projected
         return stream if skip_sum is None else skip_sum
 
-    def head(self, features: torch.Tensor, hidden, out) -> torch.Tensor:
-        """ReLU -> 1x1 -> ReLU -> 1x1 on channels-last features (B, ..., 2h) -> logits
-        (B, C, levels, ...); ``hidden`` and ``out`` are the two 1x1 layers as callables on
+    @staticmethod
+    def head_outputs(features: torch.Tensor, hidden, out) -> torch.Tensor:
+        """ReLU -> 1x1 -> ReLU -> 1x1 on channels-last features (B, ..., 2h) -> (B, ..., C x L)
+        (or C Bernoulli logits); ``hidden`` and ``out`` are the two 1x1 layers as callables on
         (..., F), for the whole image or one pixel."""
-        raw = out(torch.relu(hidden(torch.relu(features))))
-        raw = raw.movedim(-1, 1)  # (B, C x L, ...)
+        return out(torch.relu(hidden(torch.relu(features))))
+
+    def head(self, features: torch.Tensor, hidden, out) -> torch.Tensor:
+        """:meth:`head_outputs` as logits (B, C, levels, ...)."""
+        raw = self.head_outputs(features, hidden, out).movedim(-1, 1)  # (B, C x L, ...)
         if self.config.output == "sigmoid":
             return sigmoid_as_logits(raw)
         return raw.unflatten(1, (self.channels, self.levels))
@@ -240,10 +244,19 @@ class PixelRNN(ImageDistribution, nn.Module):
         """ln p(x) in nats as terms that sum to it, (B, 1): one term."""
         return self.log_prob(x).unsqueeze(1)
 
+    def value_log_probs(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
+        """ln p of every value of integer images x given the values before it, in nats,
+        (B, C, H, W). The same as ``value_log_probs(model(x), x)``, computed channels-last: the
+        softmax runs over contiguous levels, with no (B, C, levels, H, W) copy of the logits."""
+        x = integer_values(x)
+        self.check_images(x)
+        features = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous(), conditions)
+        raw = self.head_outputs(features, self.head_hidden.forward_nhwc, self.head_out.forward_nhwc)
+        return value_log_probs_channels_last(raw, x, self.config.output)
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
-        x = integer_values(x)
-        return log_prob_from_logits(self(x), x)
+        return self.value_log_probs(x).flatten(1).sum(1)
 
     def extra_repr(self) -> str:
         cfg = self.config
