@@ -36,6 +36,14 @@ def weights(path):
     return [p.detach() for p in pixelrnn.load_model(path).parameters()]
 
 
+def assert_resumes_to_the_uninterrupted_run(run, uninterrupted, *args):
+    """``torchrun ... train --out RUN --resume ARGS`` ends with the uninterrupted run's weights, bit for bit."""
+    resumed = torchrun("train", "--out", str(run), "--resume", *args, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    for a, b in zip(weights(run / "last.safetensors"), weights(uninterrupted / "last.safetensors"), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_shards_are_disjoint_and_cover_the_global_batch():
     batch = torch.arange(11)
     shards = [Ranks(rank, 3).shard(batch) for rank in range(3)]
@@ -73,11 +81,7 @@ def test_a_resumed_distributed_run_is_bit_identical_and_keeps_its_world_size(two
     assert first.returncode == 0, first.stderr
     one_process = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "6")
     assert one_process.returncode == 2 and "was trained by 2 process(es)" in one_process.stderr
-    resumed = torchrun("train", "--out", str(run), "--resume", "--steps", "6", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    for a, b in zip(weights(run / "last.safetensors"), weights(two_process_run / "two" / "last.safetensors"),
-                    strict=True):
-        assert torch.equal(a, b)
+    assert_resumes_to_the_uninterrupted_run(run, two_process_run / "two", "--steps", "6")
 
 
 def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run, tmp_path):
@@ -88,21 +92,16 @@ def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run,
     assert killed.returncode != 0 and time.monotonic() - started < 120  # no hang
     saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
     assert saved == 3  # the last checkpoint before the kill
-    resumed = torchrun("train", "--out", str(run), "--resume", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    for a, b in zip(weights(run / "last.safetensors"), weights(two_process_run / "two" / "last.safetensors"),
-                    strict=True):
-        assert torch.equal(a, b)
+    assert_resumes_to_the_uninterrupted_run(run, two_process_run / "two")
 
 
 def test_sigterm_to_the_launcher_checkpoints_the_step_in_progress(two_process_run, tmp_path):
     run = tmp_path / "run"
-    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "100000",
+    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "7",
                         "--eval-every", "100000", "--out", str(run), start_new_session=True)
     deadline = time.monotonic() + 120
-    while not (run / "run.json").is_file() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(8)  # some steps in
+    while not (run / "last.safetensors").is_file() and time.monotonic() < deadline:  # training is under way
+        time.sleep(0.2)
     launcher.send_signal(signal.SIGTERM)
     try:
         launcher.wait(timeout=90)
@@ -113,4 +112,4 @@ def test_sigterm_to_the_launcher_checkpoints_the_step_in_progress(two_process_ru
     assert "stopped by SIGTERM at step" in stderr, stderr
     step = int(stderr.split("stopped by SIGTERM at step ")[1].split(",")[0])
     saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
-    assert saved == step > 0
+    assert saved == step > 0  # the step in progress, not the last periodic checkpoint's
