@@ -20,7 +20,9 @@ Each measurement runs in its own process so that the peak resident memory
 
 ``--beside N`` starts N competing processes for the whole measurement, each spinning in pure
 Python (one core each), or with ``--beside-threads T`` each running T-thread matrix products,
-so that the speed under load is a figure anyone can reproduce against the idle one.
+so that the speed under load is a figure anyone can reproduce against the idle one. Each
+measurement takes its threads as the command line does (``runtime.LoadAwareThreads``: the cores
+that other processes leave free); ``PIXELRNN_THREADS=N`` fixes them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch
 
 import pixelrnn
 from pixelrnn.layers import scan_kernel
-from pixelrnn.runtime import keep_freed_memory
+from pixelrnn.runtime import LoadAwareThreads, keep_freed_memory
 
 MNIST = {
     "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32, skip=False),
@@ -81,7 +83,7 @@ def measure(arch: str, options: dict, size: int, batch: int, steps: int, device:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB -> MiB
     return {"images_per_s": batch / seconds, "peak_mib": peak,
-            "params": pixelrnn.parameter_count(model)}
+            "params": pixelrnn.parameter_count(model), "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -110,6 +112,7 @@ def main() -> None:
 
     if args.worker:  # one measurement, in this process
         keep_freed_memory()
+        LoadAwareThreads().start(window=0.5)  # as the CLI: PIXELRNN_THREADS=N fixes the count
         job = json.loads(args.worker)
         print(json.dumps(measure(**job)))
         return
@@ -171,7 +174,7 @@ def run_settings(args, archs, settings) -> None:
                 epoch_min = 50_000 / result["images_per_s"] / 60
                 print(f"{label:42} {arch:16} {batch:>5} {result['params']:>9,} "
                       f"{result['images_per_s']:>8.1f} {result['peak_mib']:>9.0f} "
-                      f"{epoch_min:>9.1f} min", flush=True)
+                      f"{epoch_min:>9.1f} min  {result['threads']} thread(s)", flush=True)
 
 
 if __name__ == "__main__":

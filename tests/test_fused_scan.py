@@ -194,3 +194,23 @@ def test_a_lock_left_by_a_killed_process_does_not_block_the_next_load(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(build))
     assert not (build / "lock").exists()
+
+
+def test_a_build_for_another_cpu_target_matches_the_reference():
+    """The kernel as a machine without this one's vector units builds it: AVX2 (x86-64-v3) where
+    this CPU has AVX-512, else SSE2 only (x86-64). The native-versus-PyTorch tests run on it."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64") or scan_kernel.load() is None:
+        pytest.skip("x86-64 builds only, with a C++ compiler")
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    march = "x86-64-v3" if "avx512f" in flags else "x86-64"
+    env = {**os.environ, "PIXELRNN_NATIVE_MARCH": march}
+    where = subprocess.run([sys.executable, "-c", "from pixelrnn.layers import scan_kernel as k; "
+                            "print(k.build_directory())"], env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip() != str(scan_kernel.build_directory())  # its own build, never this CPU's
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                             "-k", "native_kernel_matches or uses_the_native_kernel"],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]

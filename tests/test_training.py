@@ -191,7 +191,7 @@ def test_dynamic_binarization_resumes_exactly(tmp_path, monkeypatch):
     from pixelrnn.training import TrainConfig, Trainer
 
     grey = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8)
-    monkeypatch.setattr("pixelrnn.training.trainer.load_dataset", lambda *a, **k: grey)
+    monkeypatch.setattr("pixelrnn.training.run_data.load_dataset", lambda *a, **k: grey)
     monkeypatch.setattr("pixelrnn.training.run_folder.plot_curves", lambda *a, **k: None)
     config = dict(model="pixelcnn", dataset="mnist", binarize=True, hidden=4, layers=1, batch_size=8,
                   checkpoint_every=2, eval_every=100)
@@ -346,8 +346,8 @@ def test_batch_size_schedule(tmp_path, monkeypatch):
                   checkpoint_every=2, eval_every=2)
 
     def sizes_of(trainer):
-        sizes, original_batch = [], trainer._batch
-        monkeypatch.setattr(trainer, "_batch", lambda i: (sizes.append(len(i)), original_batch(i))[1])
+        sizes, original_batch = [], trainer.data.batch
+        monkeypatch.setattr(trainer.data, "batch", lambda i, *rest: (sizes.append(len(i)), original_batch(i, *rest))[1])
         trainer.run()
         return sizes
 

@@ -1,10 +1,12 @@
-"""Process-level settings: faster CPU training (glibc malloc) and the device to run on; used by the
-CLI, the trainer and the benchmarks."""
+"""Process-level settings: faster CPU training (glibc malloc), CPU threads that follow the
+machine's load, and the device to run on; used by the CLI, the trainer and the benchmarks."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import time
 
 from .errors import PixelRNNError
 
@@ -51,3 +53,104 @@ def pick_device(name: str | None = None):
     if device.type not in ("cpu", "cuda", "mps"):
         raise PixelRNNError(f"--device {name}: not supported (auto, cpu, cuda, cuda:N or mps)")
     return device
+
+
+_DEFAULT_THREADS: int | None = None
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds every process has spent busy since boot (``/proc/stat``), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class LoadAwareThreads:
+    """Sets torch's CPU threads to the cores that other processes leave free, and keeps them so.
+
+    Every operation of a step is a parallel region that ends when its slowest thread does; a
+    thread that shares its core with another busy process runs at half speed or less, and the
+    whole step with it (measured: 3x slower beside one busy core with 2 threads, against 1.3-2x
+    with 1). So: count the cores that others keep busy (all the machine's busy time less this
+    process's own, over a window) and use the rest, at least one and at most ``max_threads``.
+
+    ``PIXELRNN_THREADS=N`` (or ``OMP_NUM_THREADS``) fixes the count instead, as torchrun does for
+    its processes, e.g. for a run that
+    must be bit-identical to another one (the reduction order of some products and of the scan
+    kernel's weight gradients depends on the thread count). ``poll()`` re-measures at most every
+    ``interval`` seconds, over the time since the last measurement.
+    """
+
+    def __init__(self, interval: float = 30.0, max_threads: int | None = None) -> None:
+        import torch
+
+        global _DEFAULT_THREADS
+        if _DEFAULT_THREADS is None:  # torch's own default, before any instance changed it
+            _DEFAULT_THREADS = torch.get_num_threads()
+        self.interval = interval
+        self.fixed = self._fixed_count()
+        self.max_threads = max_threads or self.fixed or _DEFAULT_THREADS
+        self.cpus = os.cpu_count() or 1
+        self._last = None
+
+    @staticmethod
+    def _fixed_count() -> int | None:
+        import torch
+
+        if "LOCAL_RANK" in os.environ:  # a torchrun process: torchrun sets its threads (OMP_NUM_THREADS)
+            return torch.get_num_threads()
+        value = os.environ.get("PIXELRNN_THREADS", "auto").strip().lower()
+        if value not in ("", "auto"):
+            try:
+                count = int(value)
+            except ValueError:
+                raise PixelRNNError(f"PIXELRNN_THREADS={value}: needs a whole number >= 1 or 'auto'") from None
+            if count < 1:
+                raise PixelRNNError(f"PIXELRNN_THREADS={value}: needs a whole number >= 1 or 'auto'")
+            return count
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        return int(omp) if omp.isdigit() and int(omp) >= 1 else None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.fixed is None and self.max_threads > 1 and _busy_cpu_seconds() is not None
+
+    def start(self, window: float = 0.1) -> int:
+        """Measure over ``window`` seconds and set the threads; returns the count."""
+        import torch
+
+        if self.fixed is not None:
+            torch.set_num_threads(self.fixed)
+        if not self.adaptive:
+            return torch.get_num_threads()
+        self._last = self._sample()
+        time.sleep(window)
+        return self._update()
+
+    def poll(self) -> int:
+        """Re-measure and set the threads if ``interval`` seconds have passed (cheap otherwise)."""
+        import torch
+
+        if self._last is None or time.monotonic() - self._last[0] < self.interval:
+            return torch.get_num_threads()
+        return self._update()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        return time.monotonic(), _busy_cpu_seconds(), time.process_time()
+
+    def _update(self) -> int:
+        import torch
+
+        now = self._sample()
+        (t0, busy0, own0), (t1, busy1, own1) = self._last, now
+        self._last = now
+        others = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(t1 - t0, 1e-6)  # cores in use elsewhere
+        threads = max(1, min(self.max_threads, int(self.cpus - others + 0.5)))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        return threads

@@ -1,4 +1,4 @@
-"""Pictures: training curves and image grids (PNG)."""
+"""Pictures: training curves, image grids and confusion matrices (PNG)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,39 @@ def plot_curves(records: list[dict], path: str | Path, levels: int, events: list
     ax.set_ylabel(f"NLL ({unit})")
     ax.grid(alpha=0.3)
     ax.legend()
+    _save_figure(fig, path)
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | Path, title: str = "") -> None:
+    """A confusion matrix (``confusion[t][p]``: images of true class t predicted as p) as a PNG,
+    rows normalised to fractions of each true class, with the counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    fractions = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    k = len(counts)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.45 * k), max(3.6, 1.2 + 0.45 * k)), dpi=100)
+    ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    for t in range(k):
+        for p in range(k):
+            if counts[t, p]:
+                ax.text(p, t, str(counts[t, p]), ha="center", va="center", fontsize=7,
+                        color="white" if fractions[t, p] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=90, fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted class: argmax_y p(y | x)")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

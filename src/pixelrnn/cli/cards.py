@@ -34,8 +34,7 @@ def _command(config: dict) -> str:
         value = config.get(key)
         if value is not None and not (key in defaults and value == defaults[key]):
             parts.append(f"{flag} {value}")
-    if config.get("binarize"):
-        parts.append("--binarize")
+    parts += [flag for key, flag in (("binarize", "--binarize"), ("conditional", "--conditional")) if config.get(key)]
     parts += [f"--lr-at {at}:{lr}" for at, lr in config.get("lr_changes", [])]
     parts += [f"--batch-at {at}:{size}" for at, size in config.get("batch_changes", [])]
     return " ".join(parts)
@@ -58,10 +57,13 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     model = model_from_checkpoint(run / BEST, tensors, meta)
     # redrawn with the schedule as it is now (a run's own plots show only the changes made by then)
     plot_curves(records, run / "curves.png", model.config.levels, TrainConfig(**config).schedule_events())
+    per_class = max(1, samples // model.classes) if model.classes else 0  # one row per class
     if samples:
         height, width = trained_image_size(meta) or (config["image_size"],) * 2
-        drawn = model.sample(samples, height, width, seed=SAMPLES_SEED)
-        columns = max(1, round(samples**0.5))
+        labels = torch.arange(model.classes).repeat_interleave(per_class) if per_class else None
+        samples = len(labels) if per_class else samples
+        drawn = model.sample(samples, height, width, labels=labels, seed=SAMPLES_SEED)
+        columns = per_class or max(1, round(samples**0.5))
         # scale 3 as `pixelrnn sample`, whose command in the card then writes the same file
         save_png(image_grid(drawn, model.levels, columns), run / "samples.png", scale=3)
     best = min(records, key=lambda r: r["valid_nll_nats"])
@@ -72,6 +74,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         hours = (last["time"] - (run / "run.json").stat().st_mtime) / 3600
     hardware = hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     cfg = model.config
+    given_label = " -ln p(x \\| y), given the label" if model.classes else ""  # a | escaped for the table
     resumable = ("`--resume` continues the shipped run exactly" if (run / LAST).is_file()
                  else f"its training state, {LAST}, is not shipped, so `--resume` cannot continue it")
     lines = [
@@ -93,7 +96,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         f"clip {config['clip']}, seed {config['seed']} |",
         f"| progress | {last['epoch']:.2f} epochs ({last['step']} steps) |",
         f"| wall time | {hours:.2f} h on {hardware} |",
-        f"| best validation NLL | **{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats** "
+        f"| best validation NLL{given_label} | **{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats** "
         f"({best['valid_bits_per_dim']:.4f} bits/dim) at step {best['step']} (epoch {best['epoch']:.2f})"
         + (" of the averaged weights" if config.get("ema") and best["step"] > config.get("ema_from", 0) else "")
         + " |",
@@ -102,15 +105,19 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         "repository root; " + resumable + "):",
         "", "```", _command({**config, "out": str(run), "epochs": None, "steps": last["step"]}), "```", "",
         "Evaluate: `pixelrnn evaluate --checkpoint " + str(run) + " --dataset " + config["dataset"]
-        + (" --data-dir DIR" if config.get("data_dir") else "") + " --split test`",
+        + (" --data-dir DIR" if config.get("data_dir") else "") + (" --binarize" if config.get("binarize") else "")
+        + " --split test" + (" --classify" if model.classes else "") + "`"
+        + (" (the conditional NLL -ln p(x | y), the unconditional -ln p(x) = -ln sum_y p(y) p(x | y), and the "
+           "likelihood classifier's accuracy)" if model.classes else ""),
         "",
         "![training curve](curves.png)",
         "",
     ]
     if samples:
-        lines += [f"{samples} samples from the best model (`pixelrnn sample --checkpoint {run} --n {samples} "
-                  f"--height {height} --width {width} --seed {SAMPLES_SEED} --device cpu` draws the same ones):", "",
-                  "![samples](samples.png)", ""]
+        what = (f"--per-class {per_class}" if per_class else f"--n {samples}")
+        lines += [f"{samples} samples from the best model" + (", one row per class" if per_class else "")
+                  + f" (`pixelrnn sample --checkpoint {run} {what} --height {height} --width {width} "
+                  f"--seed {SAMPLES_SEED} --device cpu` draws the same ones):", "", "![samples](samples.png)", ""]
     lines += [
         "| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |",
     ]

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import PixelRNNError
 from ..runtime import pick_device
-from .io import dataset_images, make_parent, save_values
+from .io import dataset_split, make_parent, save_values
 
 # A PNG grid beyond this many images is too large to look at (and to hold in memory).
 MAX_GRID = 4096
@@ -26,7 +26,10 @@ def sample_command(args: argparse.Namespace) -> None:
     model, meta = load_model_with_meta(args.checkpoint, device)
     trained = trained_image_size(meta) or (28, 28)
     height, width = args.height or trained[0], args.width or args.height or trained[1]
-    options = dict(seed=args.seed, method=args.method, temperature=args.temperature)
+    labels = sample_labels(model, args)
+    options = dict(seed=args.seed, method=args.method, temperature=args.temperature, labels=labels)
+    if args.per_class:  # one row per class
+        args.n, args.columns = len(labels), args.per_class
     if not to_grid:
         sample_to_file(model, args.n, height, width, args.out, args.batch_size, progress=True, **options)
         print(f"{args.n} samples ({model.channels}x{height}x{width}, uint8): {args.out}")
@@ -42,6 +45,25 @@ def sample_command(args: argparse.Namespace) -> None:
     print(f"{args.n} samples: {args.out} (values: {save_values(images, args.out)})")
 
 
+def sample_labels(model, args: argparse.Namespace):
+    """The labels to sample a class-conditional model with: --label K for every image, --per-class
+    N (N of each class, class by class), or None (y drawn from the class prior: samples of p(x))."""
+    import torch
+
+    if args.label is not None or args.per_class:
+        if not model.classes:
+            raise PixelRNNError(f"--label / --per-class: {args.checkpoint} is not class-conditional")
+        if args.label is not None and args.per_class:
+            raise PixelRNNError("give --label K or --per-class N, not both")
+    if args.label is not None:
+        if not 0 <= args.label < model.classes:
+            raise PixelRNNError(f"--label {args.label}: the model's classes are 0..{model.classes - 1}")
+        return args.label
+    if args.per_class:
+        return torch.arange(model.classes).repeat_interleave(args.per_class)
+    return None
+
+
 def complete_command(args: argparse.Namespace) -> None:
     import torch
 
@@ -52,15 +74,21 @@ def complete_command(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     make_parent(args.out)
     model = load_model(args.checkpoint, device)
-    images, levels = dataset_images(args)
+    if args.label is not None and not model.classes:
+        raise PixelRNNError(f"--label: {args.checkpoint} is not class-conditional")
+    if args.label is not None and not 0 <= args.label < model.classes:
+        raise PixelRNNError(f"--label {args.label}: the model's classes are 0..{model.classes - 1}")
+    # A class-conditional model completes each image given its own label, unless --label K is given.
+    images, levels, split = dataset_split(args, labelled=bool(model.classes) and args.label is None)
     images = images[: args.n].long()
+    labels = args.label if args.label is not None else None if split.labels is None else split.labels[: args.n]
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     occluded = images.clone()
     occluded[:, :, args.known_rows :] = -1  # drawn grey
     rows = [images, occluded]
     for k in range(args.samples):
         seed = None if args.seed is None else args.seed + k
-        rows.append(model.complete(images, args.known_rows, seed=seed, method=args.method,
+        rows.append(model.complete(images, args.known_rows, labels=labels, seed=seed, method=args.method,
                                    progress=True).cpu())
     # One row per image: original, occluded, then the completions (like the paper's Figure 1).
     grid = torch.stack(rows, dim=1).flatten(0, 1)

@@ -9,14 +9,23 @@ import argparse
 def dataset_images(args: argparse.Namespace):
     """(images, levels) of the --dataset split as a model sees it: with --binarize, the fixed
     binarization draw that training evaluates on; with --limit, its first N images."""
-    from ..data import binarize_fixed, dataset_info, load_dataset
+    images, levels, _ = dataset_split(args, labelled=False)
+    return images, levels
 
-    images = load_dataset(args.dataset, args.split, args.data_dir,
-                          image_size=args.image_size, channels=args.channels)
-    levels = dataset_info(args.dataset).levels
+
+def dataset_split(args: argparse.Namespace, labelled: bool):
+    """(images, levels, split): as :func:`dataset_images`, with the :class:`LabeledSplit` whose
+    labels (cut by --limit) and class names a class-conditional model needs when ``labelled``
+    (PixelRNNError for a dataset without labels)."""
+    from ..data import LabeledSplit, binarize_fixed, dataset_info, load_labeled
+
+    split = load_labeled(args.dataset, args.split, args.data_dir, image_size=args.image_size,
+                         channels=args.channels, labels=labelled)
+    images, levels = split.images, dataset_info(args.dataset).levels
     if args.binarize:
         images, levels = binarize_fixed(images, levels, args.dataset), 2
-    return images[: args.limit], levels  # the draw of each image does not depend on --limit
+    labels = None if split.labels is None else split.labels[: args.limit]
+    return images[: args.limit], levels, LabeledSplit(images[: args.limit], labels, split.classes)
 
 
 def make_parent(path) -> None:

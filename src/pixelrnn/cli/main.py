@@ -11,6 +11,7 @@ from ..errors import PixelRNNError
 from ..models.registry import ARCHITECTURES
 from ..runtime import pick_device
 from ..training.interrupts import TrainingInterrupted
+from .classify import classify_command, evaluate_classes
 from .generate import complete_command, sample_command
 from .io import dataset_images, make_parent, save_array
 from .types import batch_change, count, lr_change, npy_path, png_or_npy_path, png_path, positive
@@ -56,7 +57,7 @@ def _datasets(args: argparse.Namespace) -> None:
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
                "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
-               "dropout", "init_from", "warmup", "kernel_size", "head", "precision")
+               "dropout", "init_from", "warmup", "kernel_size", "head", "precision", "conditional")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> None:
         config.epochs = 1
     changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every, expect=given)
     trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
-                      device=args.device, log=True, **(changes if args.resume else {}))
+                      device=args.device, log=True, threads=args.threads, **(changes if args.resume else {}))
     ranks = trainer.ranks
     processes = f", {ranks.world} processes (a global batch of {ranks.world} x the batch size)" if ranks.world > 1 else ""
     if ranks.main:
@@ -100,6 +101,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.per_image:
         make_parent(args.per_image)
     model = load_model(args.checkpoint, device)
+    if model.classes or args.classify:
+        return evaluate_classes(args, args.classify, model)
     images, levels = dataset_images(args)
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
     terms = per_image_nll(model, images, batch_size=args.batch_size, progress=not args.json)
@@ -238,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="CHECKPOINT",
                        help="start from this model's weights (a run folder or model file of the same "
                        "configuration; dropout may differ): fine-tuning")
+    train.add_argument("--conditional", action="store_true",
+                       help="class-conditional p(x | y) on the dataset's labels (mnist, fashion-mnist, cifar10, a "
+                       "folder of class folders): a learned class bias in every block")
     train.add_argument("--scale-factor", type=int, metavar="F",
                        help="F > 1: a Multi-Scale PixelRNN, the image subsampled by F first (paper 3.6)")
     train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -262,9 +268,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     evaluate.add_argument("--per-image", type=npy_path, metavar="FILE.npy",
-                          help="also write each image's NLL in nats, (N,) float64, in the split's order")
+                          help="also write each image's NLL in nats, (N,) float64, in the split's order "
+                          "(a class-conditional model's: given the image's label)")
+    evaluate.add_argument("--classify", action="store_true",
+                          help="class-conditional models: also the likelihood classifier's accuracy")
+    evaluate.add_argument("--confusion", type=png_path, metavar="FILE.png",
+                          help="with --classify: the confusion matrix as a picture")
     _add_device(evaluate, "auto")
     evaluate.set_defaults(run=_evaluate)
+
+    classify = commands.add_parser(
+        "classify", parents=[data], help="classify a split by Bayes' rule with a class-conditional model",
+        description="Predict argmax_y p(y | x) = argmax_y p(y) p(x | y) for every image of a labelled split "
+        "(one pass of the model per class) and report the accuracy, the conditional and unconditional NLL.")
+    classify.add_argument("--checkpoint", required=True, help="run folder or model file (trained with --conditional)")
+    classify.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    classify.add_argument("--batch-size", type=count(1), default=256)
+    classify.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    classify.add_argument("--confusion", type=png_path, metavar="FILE.png", help="the confusion matrix as a picture")
+    classify.add_argument("--predictions", type=npy_path, metavar="FILE.npy",
+                          help="each image's predicted class, (N,) int64, in the split's order")
+    classify.add_argument("--per-image", type=npy_path, metavar="FILE.npy",
+                          help="each image's -ln p(x | y) in nats given its label, (N,) float64")
+    _add_device(classify, "auto")
+    classify.set_defaults(run=classify_command)
 
     generation = argparse.ArgumentParser(add_help=False)
     generation.add_argument("--checkpoint", required=True, help="run folder or model file")
@@ -288,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=positive, default=1.0,
                         help="divides the logits; 1 (default) samples the model's own distribution")
     sample.add_argument("--columns", type=count(1), help="images per row of the grid (default: a square)")
+    sample.add_argument("--label", type=count(0), metavar="K",
+                        help="class-conditional models: draw from p(x | y = K) (default: y from the class prior)")
+    sample.add_argument("--per-class", type=count(1), metavar="N",
+                        help="class-conditional models: N images of each class, one row per class")
     sample.set_defaults(run=sample_command)
 
     complete = commands.add_parser("complete", parents=[generation, data],
@@ -298,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--known-rows", type=count(0), required=True)
     complete.add_argument("--n", type=count(1), default=8, help="images")
     complete.add_argument("--samples", type=count(1), default=4, help="completions per image")
+    complete.add_argument("--label", type=count(0), metavar="K",
+                          help="class-conditional models: complete every image as class K (default: its own label)")
     complete.set_defaults(run=complete_command)
     return parser
 
@@ -309,9 +342,19 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
+# Commands that compute: they take the CPU cores that other processes leave free.
+_COMPUTING = {"train", "evaluate", "classify", "sample", "complete", "demo", "card"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        args.threads = None
+        if args.command in _COMPUTING:
+            from ..runtime import LoadAwareThreads
+
+            args.threads = LoadAwareThreads()
+            args.threads.start()
         args.run(args)
     except BrokenPipeError:  # `pixelrnn datasets | head`: the reader left; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush

@@ -106,10 +106,11 @@ class _CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def read_cifar_batch(name: str, data: bytes) -> np.ndarray:
-    """A CIFAR-10 python batch (a pickled dict) -> (N, 3, 32, 32) uint8.
+def read_cifar_batch(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 python batch (a pickled dict) -> images (N, 3, 32, 32) uint8, labels (N,) int64.
 
-    b'data' is (N, 3072): the R plane, then G, then B, each 32x32 row-major.
+    b'data' is (N, 3072): the R plane, then G, then B, each 32x32 row-major; b'labels' N
+    class indices in 0..9.
     Only plain data is unpickled: a file that asks for any other object is refused.
     """
     try:
@@ -123,7 +124,10 @@ def read_cifar_batch(name: str, data: bytes) -> np.ndarray:
         raise PixelRNNError(
             f"{name}: b'data' is {images.dtype} {images.shape}, expected uint8 (N, 3072)"
         )
-    return images.reshape(-1, 3, 32, 32)
+    labels = np.asarray(batch.get(b"labels", []), dtype=np.int64)
+    if labels.shape != (len(images),) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+        raise PixelRNNError(f"{name}: b'labels' is not {len(images)} class indices in 0..9")
+    return images.reshape(-1, 3, 32, 32), labels
 
 
 def read_png_tar(path: Path, size: int) -> np.ndarray:

@@ -107,17 +107,17 @@ def raster_fill(cache, images: torch.Tensor, given: torch.Tensor, generator: tor
     return images
 
 
-def sample(model, n: int, height: int, width: int, *, seed: int | None = None,
+def sample(model, n: int, height: int, width: int, *, labels=None, seed: int | None = None,
            method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
     """Draw ``n`` images from the model: (n, C, height, width) long in [0, levels); the same as
     ``model.sample(...)``. ``temperature`` divides the logits (1.0: the model's own distribution)."""
-    return model.sample(n, height, width, seed=seed, method=method, temperature=temperature,
+    return model.sample(n, height, width, labels=labels, seed=seed, method=method, temperature=temperature,
                         progress=progress)
 
 
-def complete(model, images: torch.Tensor, known_rows: int, *, seed: int | None = None,
+def complete(model, images: torch.Tensor, known_rows: int, *, labels=None, seed: int | None = None,
              method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
     """Keep rows < ``known_rows`` of each image (B, C, H, W) and sample the rest from the model;
     the same as ``model.complete(...)``."""
-    return model.complete(images, known_rows, seed=seed, method=method, temperature=temperature,
+    return model.complete(images, known_rows, labels=labels, seed=seed, method=method, temperature=temperature,
                           progress=progress)

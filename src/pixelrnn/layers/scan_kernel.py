@@ -8,6 +8,12 @@ tools the first time a CPU scan runs (about half a minute, once per machine and
 source version) into ``$PIXELRNN_CACHE`` (default ``~/.cache/pixelrnn``)
 ``/kernels``. Where no C++ compiler is at hand it warns once and the PyTorch
 scan is used instead; ``PIXELRNN_NATIVE=0`` or :func:`set_enabled` turns it off.
+
+x86-64 builds target the CPU they run on (``-march=native``: AVX-512 where it is there, else
+AVX2, ...); ``PIXELRNN_NATIVE_MARCH`` names another target (``x86-64-v3`` for AVX2 and FMA,
+``x86-64-v2``, ``x86-64`` for SSE2 only), to measure or test a build another machine would make.
+The build folder's name covers the source, PyTorch, the CPU's flags and the target, so one home
+folder shared by different CPUs never loads a build made for another.
 """
 
 from __future__ import annotations
@@ -56,8 +62,13 @@ def _machine_tag() -> str:
         flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
     except OSError:
         pass
-    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version])
+    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version, _march()])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _march() -> str:
+    """The -march target of x86-64 builds: ``PIXELRNN_NATIVE_MARCH`` or ``native``."""
+    return os.environ.get("PIXELRNN_NATIVE_MARCH", "").strip() or "native"
 
 
 def _put_ninja_on_path() -> None:
@@ -110,7 +121,7 @@ def load() -> ModuleType | None:
         build.mkdir(parents=True, exist_ok=True)
         if not any(build.glob("*.so")):
             print("pixelrnn: building the CPU LSTM kernel (once per machine, about 30 s)", file=sys.stderr)
-        flags = ["-O3", "-fopenmp"] + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
+        flags = ["-O3", "-fopenmp"] + ([f"-march={_march()}"] if platform.machine() in ("x86_64", "AMD64") else [])
         with _build_lock(build):
             return load_extension(
                 name="pixelrnn_lstm_scan",

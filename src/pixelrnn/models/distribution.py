@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PixelRNNError
+from .class_embedding import check_labels
 from ..generation.sampling import NaiveCache, check_options, make_generator, raster_fill
 
 LN2 = math.log(2.0)
@@ -71,55 +72,107 @@ def nats_to_bits(nats: torch.Tensor | float) -> torch.Tensor | float:
 class ImageDistribution:
     """What every model is, as tfp.distributions.PixelCNN: a distribution over images.
 
-    A model defines ``log_prob(x)`` (exact ln p in nats, (B,)) and ``log_prob_terms(x)`` (the
-    same as terms that sum to it, (B, T): one, or one per stage). ``fill`` draws the values that
-    are not given, in the model's order: here from one raster pass over the model's
-    ``incremental`` cache (or, naively, its whole forward pass); a model with stages overrides
-    it. ``sample`` and ``complete`` follow (paper sections 2, 5). No caller needs to know which
-    model it holds.
+    A model defines ``conditional_log_prob_terms(x, labels)``: exact ln p(x | y) in nats as terms
+    that sum to it, (B, T) (one term, or one per stage; ``labels`` None for an unconditional
+    model), and ``classes`` (K, 0 for an unconditional model). From them: ``log_prob(x)`` and
+    ``log_prob(x, labels)``, the marginal over classes of a class-conditional model, the class
+    posterior p(y | x) by Bayes' rule, and ``sample`` / ``complete``, which draw the values that
+    are not given in the model's order through ``fill``: one raster pass over the model's
+    ``incremental`` cache (or, naively, its whole forward pass); a model with stages overrides it
+    (paper sections 2, 5). No caller needs to know which model it holds.
     """
+
+    classes: int
+
+    def _labels(self, labels, batch: int) -> torch.Tensor | None:
+        return check_labels(labels, self.classes, batch, next(self.parameters()).device)
+
+    def log_prob_terms(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        """ln p(x) or, with ``labels`` (B,), ln p(x | y) in nats as terms that sum to it, (B, T).
+        A class-conditional model without labels: the exact marginal over classes, one term."""
+        if self.classes and labels is None:
+            return self.class_log_joint(x).logsumexp(1, keepdim=True)
+        return self.conditional_log_prob_terms(x, self._labels(labels, len(x)))
+
+    def log_prob(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        """Exact ln p(x) of each image in nats, (B,); with ``labels`` (an int or (B,)) ln p(x | y).
+        A class-conditional model without labels gives ln sum_y p(y) p(x | y)."""
+        return self.log_prob_terms(x, labels).sum(1)
+
+    def class_log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """ln p(y) + ln p(x | y) in nats for every class y, (B, K): one pass of the model per class."""
+        if not self.classes:
+            raise PixelRNNError("this model is not class-conditional: it has no classes")
+        joint = [self.conditional_log_prob_terms(x, self._labels(y, len(x))).sum(1) for y in range(self.classes)]
+        return torch.stack(joint, 1) + self.class_log_prior.to(joint[0].dtype)
+
+    def class_log_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """ln p(y | x) = ln p(y) + ln p(x | y) - ln p(x), (B, K), by Bayes' rule (the likelihood
+        classifier: its argmax over y is the predicted class)."""
+        joint = self.class_log_joint(x)
+        return joint - joint.logsumexp(1, keepdim=True)
+
+    def set_class_prior(self, labels: torch.Tensor) -> None:
+        """p(y) from training labels (B,) (every ClassEmbedding of the model holds it)."""
+        from .class_embedding import ClassEmbedding
+
+        for module in self.modules():
+            if isinstance(module, ClassEmbedding):
+                module.set_prior(labels)
 
     def fill(self, images: torch.Tensor, given: torch.Tensor, generator: torch.Generator,
              method: str, temperature: float, progress: bool,
-             conditions: list | None = None) -> torch.Tensor:
+             conditions: list | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Draw the pixels of ``images`` (B, C, H, W) long where ``given`` (H, W) is False, in
-        place, from one raster-order pass (``conditions``: a conditional model's bias maps)."""
+        place, from one raster-order pass (``conditions``: bias maps of a conditional stage;
+        ``labels``: (B,) classes of a class-conditional model)."""
         batch, _, height, width = images.shape
         if method == "cached":
-            cache = self.incremental(batch, height, width, conditions)
+            cache = self.incremental(batch, height, width, conditions, labels)
         else:
-            cache = NaiveCache(lambda x: self(x, conditions), images)
+            cache = NaiveCache(lambda x: self(x, conditions, labels), images)
         return raster_fill(cache, images, given, generator, temperature, progress, f"sampling ({method})")
 
-    def sample(self, n: int, height: int, width: int, *, seed: int | None = None, method: str = "cached",
-               temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
-        """``n`` images drawn from the model: (n, C, height, width) long in [0, levels)."""
+    def sample(self, n: int, height: int, width: int, *, labels=None, seed: int | None = None,
+               method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
+        """``n`` images drawn from the model: (n, C, height, width) long in [0, levels). A
+        class-conditional model draws from p(x | y) for ``labels`` (an int or (n,)), or without
+        them from p(x): y from the class prior first, then x given y."""
         if n < 1 or height < 1 or width < 1:
             raise PixelRNNError(f"need n, height, width >= 1, got {n}, {height}, {width}")
         device = next(self.parameters()).device
         images = torch.zeros(n, self.channels, height, width, dtype=torch.long, device=device)
-        return self._fill_rows(images, 0, seed, method, temperature, progress)
+        return self._fill_rows(images, 0, self._labels(labels, n), seed, method, temperature, progress)
 
-    def complete(self, images: torch.Tensor, known_rows: int, *, seed: int | None = None,
+    def complete(self, images: torch.Tensor, known_rows: int, *, labels=None, seed: int | None = None,
                  method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
-        """``images`` (B, C, H, W) with rows >= ``known_rows`` drawn from the model given the rest."""
+        """``images`` (B, C, H, W) with rows >= ``known_rows`` drawn from the model given the rest
+        (and, for a class-conditional model, given ``labels``, an int or (B,): required)."""
         self.check_images(images)
         if images.is_floating_point():
             raise PixelRNNError("complete() needs integer images in [0, levels)")
         if not 0 <= known_rows <= images.shape[2]:
             raise PixelRNNError(f"known rows (--known-rows) {known_rows}: must be in 0..{images.shape[2]}, "
                                 "the images' height")
+        if self.classes and labels is None:
+            raise PixelRNNError(f"this model is class-conditional: completing needs a label in 0..{self.classes - 1} "
+                                "(--label K)")
         canvas = images.to(device=next(self.parameters()).device, dtype=torch.long).clone()
         canvas[:, :, known_rows:] = 0
-        return self._fill_rows(canvas, known_rows, seed, method, temperature, progress)
+        return self._fill_rows(canvas, known_rows, self._labels(labels, len(images)), seed, method, temperature,
+                               progress)
 
-    def _fill_rows(self, canvas, known_rows, seed, method, temperature, progress) -> torch.Tensor:
+    def _fill_rows(self, canvas, known_rows, labels, seed, method, temperature, progress) -> torch.Tensor:
         check_options(method, temperature)
         height, width = canvas.shape[-2:]
         given = (torch.arange(height) < known_rows).unsqueeze(1).expand(height, width)
+        generator = make_generator(seed)
+        if self.classes and labels is None:  # p(x) = sum_y p(y) p(x | y): draw y first
+            prior = self.class_log_prior.double().exp().cpu()
+            labels = torch.multinomial(prior, len(canvas), replacement=True, generator=generator).to(canvas.device)
         was_training = self.training
         self.eval()
         try:
-            return self.fill(canvas, given, make_generator(seed), method, temperature, progress)
+            return self.fill(canvas, given, generator, method, temperature, progress, labels=labels)
         finally:
             self.train(was_training)

@@ -64,8 +64,9 @@ class MultiScaleConfig:
             raise PixelRNNError(f"the multi-scale factor must be >= 2, got {self.factor}")
         if self.condition_features < 1:
             raise PixelRNNError(f"condition_features must be >= 1, got {self.condition_features}")
-        if (self.small.channels, self.small.levels) != (self.large.channels, self.large.levels):
-            raise PixelRNNError("the two stages of a multi-scale model need the same channels and levels")
+        if (self.small.channels, self.small.levels, self.small.classes) != (
+                self.large.channels, self.large.levels, self.large.classes):
+            raise PixelRNNError("the two stages of a multi-scale model need the same channels, levels and classes")
 
     @property
     def levels(self) -> int:
@@ -129,6 +130,14 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
         return self.config.large.levels
 
     @property
+    def classes(self) -> int:
+        return self.config.large.classes
+
+    @property
+    def class_log_prior(self) -> torch.Tensor:
+        return self.large.class_log_prior
+
+    @property
     def factor(self) -> int:
         return self.config.factor
 
@@ -148,35 +157,33 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
         """The conditional stage's per-layer bias maps for integer small images (B, C, h, w)."""
         return self.conditioner(self.small.scale(small), height, width)
 
-    def stage_log_probs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ln p_small(s), ln p_large(x | s)) in nats, each (B,), for integer images x."""
+    def stage_log_probs(self, x: torch.Tensor, labels=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ln p_small(s), ln p_large(x | s)) in nats, each (B,), for integer images x (given
+        ``labels`` (B,) for a class-conditional model: both stages see the label)."""
         self.check_images(x)
         x = integer_values(x)
+        labels = self._labels(labels, len(x))
         small = subsample(x, self.factor)
         height, width = x.shape[-2:]
-        per_value = self.large.value_log_probs(x, self.conditions(small, height, width))  # (B, C, H, W)
+        per_value = self.large.value_log_probs(x, self.conditions(small, height, width), labels)  # (B, C, H, W)
         given = given_by_small_image(height, width, self.factor, x.device)
-        return self.small.log_prob(small), per_value.masked_fill(given, 0.0).flatten(1).sum(1)
+        small_terms = self.small.conditional_log_prob_terms(small, labels).squeeze(1)
+        return small_terms, per_value.masked_fill(given, 0.0).flatten(1).sum(1)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
-        small, large = self.stage_log_probs(x)
-        return small + large
+    def conditional_log_prob_terms(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(B, 2): ln p_small(s) and ln p_large(x | s), which sum to ln p(x) (or ln p(x | y))."""
+        return torch.stack(self.stage_log_probs(x, labels), dim=1)
 
-    def log_prob_terms(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 2): ln p_small(s) and ln p_large(x | s), which sum to ln p(x)."""
-        return torch.stack(self.stage_log_probs(x), dim=1)
-
-    def fill(self, images, given, generator, method, temperature, progress, conditions=None):
+    def fill(self, images, given, generator, method, temperature, progress, conditions=None, labels=None):
         """The small image's missing pixels first (from the small stage), then the rest of the
         full image given it: the small image's pixel (i, j) is the full image's (f i, f j)."""
         f, (height, width) = self.factor, images.shape[-2:]
         small = subsample(images, f).contiguous()
-        self.small.fill(small, subsample(given, f), generator, method, temperature, progress)
+        self.small.fill(small, subsample(given, f), generator, method, temperature, progress, labels=labels)
         images[:, :, ::f, ::f] = small
         given = given | given_by_small_image(height, width, f)
         conditions = self.conditions(small, height, width)
-        return self.large.fill(images, given, generator, method, temperature, progress, conditions)
+        return self.large.fill(images, given, generator, method, temperature, progress, conditions, labels)
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, condition_features={self.config.condition_features}"

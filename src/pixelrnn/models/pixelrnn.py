@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import PixelRNNError
 from ..layers import MaskedConv2d, channel_groups, masked_1x1
+from .class_embedding import ClassEmbedding
 from .distribution import ImageDistribution, sigmoid_as_logits, value_log_probs_channels_last
 from .pixel_cache import PixelCache
 from .registry import ARCHITECTURES
@@ -60,6 +61,7 @@ class ModelConfig:
     input_kernel: int = 7
     kernel_size: int = 3  # PixelCNN's masked convolutions and the Row LSTM's 1 x k kernels
     dropout: float = 0.0
+    classes: int = 0  # K > 0: class-conditional, p(x | y) for labels y in [0, K) (class_embedding.py)
 
     def __post_init__(self) -> None:
         if self.head is None:
@@ -85,6 +87,8 @@ class ModelConfig:
             raise PixelRNNError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.layers < 1:
             raise PixelRNNError(f"layers must be >= 1, got {self.layers}")
+        if self.classes < 0 or self.classes == 1:
+            raise PixelRNNError(f"classes must be 0 (unconditional) or >= 2, got {self.classes}")
         for name in ("hidden", "head"):
             if getattr(self, name) < self.channels:
                 raise PixelRNNError(
@@ -105,7 +109,8 @@ class ModelConfig:
         return (f"{self.architecture}, h = {self.hidden}, {self.layers} layers, head {self.head}, "
                 f"{self.output} output, residual {self.residual}, skip {self.skip}"
                 + (f", kernel size {self.kernel_size}" if kernel else "")
-                + (f", dropout {self.dropout:g}" if self.dropout else ""))
+                + (f", dropout {self.dropout:g}" if self.dropout else "")
+                + (f", conditional on {self.classes} classes" if self.classes else ""))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,7 +128,9 @@ class PixelRNN(ImageDistribution, nn.Module):
 
     ``conditions``, optional: one channels-last map (B, H, W, F) per block, F =
     ``block.condition_features``, added inside the block as a bias (the
-    conditional stage of :class:`pixelrnn.multiscale.MultiScalePixelRNN`).
+    conditional stage of :class:`pixelrnn.multiscale.MultiScalePixelRNN`). A class-conditional
+    model (``config.classes`` = K) takes ``labels`` (B,) in [0, K) and adds its class embedding to
+    them (:mod:`pixelrnn.models.class_embedding`).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -133,6 +140,10 @@ class PixelRNN(ImageDistribution, nn.Module):
         block_class = config.block_class
         self.input_conv = block_class.input_layer(config)
         self.blocks = nn.ModuleList(block_class.from_config(config) for _ in range(config.layers))
+        self.class_embedding = (
+            ClassEmbedding(config.classes, [block.condition_features for block in self.blocks])
+            if config.classes else None
+        )
         self.branch_dropout = nn.Dropout(config.dropout)  # no weights: a model file loads either way
         self.skips = (
             nn.ModuleList(masked_1x1(h2, h2, c) for _ in range(config.layers))
@@ -155,6 +166,25 @@ class PixelRNN(ImageDistribution, nn.Module):
     @property
     def levels(self) -> int:
         return self.config.levels
+
+    @property
+    def classes(self) -> int:
+        return self.config.classes
+
+    @property
+    def class_log_prior(self) -> torch.Tensor:
+        """ln p(y), (K,): the training labels' frequencies."""
+        return self.class_embedding.log_prior
+
+    def with_labels(self, conditions: list | None, labels: torch.Tensor | None, height: int, width: int) -> list | None:
+        """The per-block bias maps: ``conditions`` plus the class embedding of checked ``labels``
+        (B,) long (``_labels``) for a class-conditional model, which needs them."""
+        if labels is None:
+            if self.classes:
+                raise PixelRNNError(f"this model is class-conditional: give labels in 0..{self.classes - 1}")
+            return conditions
+        biases = self.class_embedding(labels, height, width)
+        return biases if conditions is None else [c + b for c, b in zip(conditions, biases)]
 
     def set_fused(self, enabled: bool) -> PixelRNN:
         """Run the recurrent layers with the fused scan (default) or the plain reference loops."""
@@ -228,35 +258,34 @@ class PixelRNN(ImageDistribution, nn.Module):
             lambda k, stream: skips[k].forward_nhwc(stream),
         )
 
-    def forward(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, conditions: list | None = None, labels=None) -> torch.Tensor:
         self.check_images(x)
+        conditions = self.with_labels(conditions, self._labels(labels, len(x)), *x.shape[-2:])
         # Feature maps are channels-last, (B, H, W, F): see MaskedConv2d.forward_nhwc.
         out = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous(), conditions)
         return self.head(out, self.head_hidden.forward_nhwc, self.head_out.forward_nhwc)
 
     def incremental(self, batch: int, height: int, width: int,
-                    conditions: list[torch.Tensor] | None = None) -> PixelCache:
-        """A cache that computes the logits one pixel at a time (sampling); ``conditions`` as
-        for :meth:`forward`."""
+                    conditions: list[torch.Tensor] | None = None, labels=None) -> PixelCache:
+        """A cache that computes the logits one pixel at a time (sampling); ``conditions`` and
+        ``labels`` as for :meth:`forward`."""
+        conditions = self.with_labels(conditions, self._labels(labels, batch), height, width)
         return PixelCache(self, batch, height, width, conditions)
 
-    def log_prob_terms(self, x: torch.Tensor) -> torch.Tensor:
-        """ln p(x) in nats as terms that sum to it, (B, 1): one term."""
-        return self.log_prob(x).unsqueeze(1)
+    def conditional_log_prob_terms(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """ln p(x) (or ln p(x | y)) in nats as terms that sum to it, (B, 1): one term."""
+        return self.value_log_probs(x, labels=labels).flatten(1).sum(1, keepdim=True)
 
-    def value_log_probs(self, x: torch.Tensor, conditions: list | None = None) -> torch.Tensor:
+    def value_log_probs(self, x: torch.Tensor, conditions: list | None = None, labels=None) -> torch.Tensor:
         """ln p of every value of integer images x given the values before it, in nats,
         (B, C, H, W). The same as ``value_log_probs(model(x), x)``, computed channels-last: the
         softmax runs over contiguous levels, with no (B, C, levels, H, W) copy of the logits."""
         x = integer_values(x)
         self.check_images(x)
+        conditions = self.with_labels(conditions, self._labels(labels, len(x)), *x.shape[-2:])
         features = self.features(self.scale(x).permute(0, 2, 3, 1).contiguous(), conditions)
         raw = self.head_outputs(features, self.head_hidden.forward_nhwc, self.head_out.forward_nhwc)
         return value_log_probs_channels_last(raw, x, self.config.output)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood ln p(x) of each image in nats, shape (B,)."""
-        return self.value_log_probs(x).flatten(1).sum(1)
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -264,6 +293,7 @@ class PixelRNN(ImageDistribution, nn.Module):
             f"architecture={cfg.architecture}, channels={cfg.channels}, levels={cfg.levels}, "
             f"hidden={cfg.hidden}, layers={cfg.layers}, head={cfg.head}, output={cfg.output}, "
             f"residual={cfg.residual}, skip={cfg.skip}" + (f", dropout={cfg.dropout}" if cfg.dropout else "")
+            + (f", classes={cfg.classes}" if cfg.classes else "")
         )
 
 

@@ -87,6 +87,7 @@ class TrainConfig:
     kernel_size: int | None = None  # k of the PixelCNN's k x k and the Row LSTM's 1 x k kernels (None: 3)
     head: int | None = None  # features of the output head (None: the paper's, 32 or 1024)
     precision: str = "fp32"  # "bf16": training steps under bf16 autocast (evaluation stays float32)
+    conditional: bool = False  # p(x | y) on the dataset's class labels (a ClassEmbedding in every block)
 
     def check(self) -> None:
         """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
@@ -175,15 +176,16 @@ class TrainConfig:
             return state["step"] >= self.steps
         return state["epoch"] + state["position"] / n >= self.epochs
 
-    def model_options(self, channels: int, levels: int) -> dict:
-        """The paper's configuration for this data where there is one, with overrides."""
+    def model_options(self, channels: int, levels: int, classes: int = 0) -> dict:
+        """The paper's configuration for this data where there is one, with overrides (and
+        ``classes`` for a class-conditional run)."""
         if self.model not in ARCHITECTURES:
             raise PixelRNNError(f"unknown model {self.model!r}; known models: {', '.join(ARCHITECTURES)}")
         paper = next((c for c in PAPER_CONFIGS.values()
                       if c.architecture == self.model and c.dataset == _PAPER_DATASET.get(self.dataset, self.dataset)
                       and c.model["layers"] > 1), None)
         options = dict(paper.model) if paper else dict(hidden=16, layers=7 if channels == 1 else 4)
-        options.update(channels=channels, levels=levels)
+        options.update(channels=channels, levels=levels, **({"classes": classes} if classes else {}))
         overrides = (("hidden", self.hidden), ("layers", self.layers), ("dropout", self.dropout),
                      ("kernel_size", self.kernel_size), ("head", self.head))
         options.update({k: v for k, v in overrides if v is not None})

@@ -101,11 +101,11 @@ def data_parallel(model: torch.nn.Module, ranks: Ranks, device: torch.device) ->
 
 
 class _SummedNLL(torch.nn.Module):
-    """-sum of ln p(x) over a batch, in nats: DistributedDataParallel hooks into ``forward``."""
+    """-sum of ln p(x) (or ln p(x | y)) over a batch, in nats: DistributedDataParallel hooks into ``forward``."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.model.log_prob(x).sum()
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return -self.model.log_prob(x, labels).sum()

@@ -41,11 +41,23 @@ def check_compatible(model: AnyModel, images: torch.Tensor, levels: int, what: s
         )
 
 
-@torch.no_grad()
 def per_image_nll(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
-                  progress: bool = False) -> torch.Tensor:
+                  progress: bool = False, labels: torch.Tensor | None = None) -> torch.Tensor:
     """-ln p(x) in nats for every image, (N, T) float64, T terms that sum to it: one, or for a
-    Multi-Scale PixelRNN its two stages. Images: (N, C, H, W) in [0, levels)."""
+    Multi-Scale PixelRNN its two stages. Images: (N, C, H, W) in [0, levels). ``labels`` (N,):
+    -ln p(x | y) of a class-conditional model; without them its marginal -ln p(x) (one term)."""
+    def terms(x: torch.Tensor, start: int) -> torch.Tensor:
+        y = None if labels is None else labels[start : start + len(x)].to(x.device)
+        return -model.log_prob_terms(x, y)
+
+    return over_batches(model, images, batch_size, progress, "evaluating", terms, 1)
+
+
+@torch.no_grad()
+def over_batches(model: AnyModel, images: torch.Tensor, batch_size: int, progress: bool, desc: str,
+                 compute, columns: int) -> torch.Tensor:
+    """``compute(x, start)`` (b, T) for batches x of ``images`` on the model's device (the first at
+    image ``start``), in eval mode, without gradients -> (N, T) float64 on the CPU."""
     from tqdm import tqdm
 
     if batch_size < 1:
@@ -54,12 +66,14 @@ def per_image_nll(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
     model.eval()
     device = next(model.parameters()).device
     out = []
-    batches = range(0, len(images), batch_size)
-    for start in tqdm(batches, desc="evaluating", unit="batch", disable=not progress, leave=False):
-        x = images[start : start + batch_size].to(device=device, dtype=torch.long)
-        out.append(-model.log_prob_terms(x).double().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
+    try:
+        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress,
+                          leave=False):
+            x = images[start : start + batch_size].to(device=device, dtype=torch.long)
+            out.append(compute(x, start).double().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, columns, dtype=torch.float64)
 
 
 def nll_report(nll: torch.Tensor, dims: int) -> NLLReport:
@@ -73,9 +87,10 @@ def nll_report(nll: torch.Tensor, dims: int) -> NLLReport:
 
 
 def evaluate(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
-             progress: bool = False) -> NLLReport:
-    """Exact mean NLL of ``images`` under ``model`` (with the stages of a multi-scale model)."""
-    return report_of_terms(per_image_nll(model, images, batch_size, progress), images)
+             progress: bool = False, labels: torch.Tensor | None = None) -> NLLReport:
+    """Exact mean NLL of ``images`` under ``model`` (with the stages of a multi-scale model);
+    ``labels`` (N,): a class-conditional model's -ln p(x | y), else its marginal -ln p(x)."""
+    return report_of_terms(per_image_nll(model, images, batch_size, progress, labels), images)
 
 
 def report_of_terms(terms: torch.Tensor, images: torch.Tensor) -> NLLReport:

@@ -41,7 +41,6 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import checkpoints as ckpt
-from ..data import binarize, binarize_fixed, dataset_info, load_dataset
 from ..errors import PixelRNNError
 from ..files import atomic_write, writable_folder
 from ..models import build_model, build_multiscale
@@ -52,6 +51,7 @@ from .config import TrainConfig
 from .distributed import Ranks, data_parallel
 from .evaluation import check_compatible, per_image_nll, report_of_terms
 from .interrupts import StopRequests, TrainingInterrupted
+from .run_data import RunData
 from .run_folder import append_metrics, truncate_metrics
 from .run_lock import NoLock, RunLock
 
@@ -62,7 +62,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
                  progress: bool = True, new_lr: float | None = None, new_batch_size: int | None = None,
                  new_eval_every: int | None = None, expect: dict | None = None,
-                 device: str | torch.device | None = None, log: bool | None = None) -> None:
+                 device: str | torch.device | None = None, log: bool | None = None, threads=None) -> None:
         """``resume``: continue the run in ``config.out`` with its own configuration, except the step
         or epoch budget, the data folder, and ``config.lr_changes`` and ``config.batch_changes``, which
         are added to its schedules. With ``resume``: ``new_lr`` and ``new_batch_size`` continue with
@@ -72,7 +72,9 @@ class Trainer:
         step (or ``config.ema_from`` if later). ``expect``: with ``resume``, configuration fields the
         caller gave (the CLI's options); each must equal the run's, else PixelRNNError. ``device``:
         see ``runtime.pick_device`` (default: CUDA if there is one); a run may resume on another.
-        ``log``: a line on stderr per evaluation (default: with ``progress``, the progress bar)."""
+        ``log``: a line on stderr per evaluation (default: with ``progress``, the progress bar).
+        ``threads``: a ``runtime.LoadAwareThreads`` that the loop polls (the CLI's), or None."""
+        self.threads = threads
         self.out, self.progress, self.log = Path(config.out), progress, progress if log is None else log
         self.ranks, self.device = Ranks.from_environment(pick_device(device))
         self.progress = self.progress and self.ranks.main
@@ -113,12 +115,12 @@ class Trainer:
             config.check()  # the run's own options, with the new budget and evaluation interval
         if (config.epochs is None) == (config.steps is None):
             raise PixelRNNError("give exactly one of --epochs and --steps")
-        self._load_data()
+        self.data = RunData.load(config)
         if resume:
             self._restore(last)
             self._check_matches(expect or {})
             self._extend_schedules(*requested, new_lr, new_batch_size)
-            if self.config.budget_spent(self.state, len(self.train_images)):  # resuming would silently do nothing
+            if self.config.budget_spent(self.state, len(self.data.train_images)):  # resuming would silently do nothing
                 count, unit = (config.steps, "step") if config.steps is not None else (config.epochs, "epoch")
                 budget = f"{count} {unit}{'s' if count != 1 else ''}"
                 raise PixelRNNError(f"{self.out} has trained its {budget} (step {self.state['step']}); "
@@ -143,7 +145,7 @@ class Trainer:
                           "evals_without_gain": 0, "train_sum": 0.0, "train_count": 0,
                           "world_size": self.ranks.world}
             self._write_run_json()
-        check_compatible(self.model, self.train_images, self.levels, f"dataset {config.dataset}")
+        check_compatible(self.model, self.data.train_images, self.data.levels, f"dataset {config.dataset}")
         self.parallel = data_parallel(self.model, self.ranks, self.device)
 
     # --- setup -----------------------------------------------------------------------------
@@ -152,24 +154,9 @@ class Trainer:
         if self.ranks.main:
             atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
 
-    def _load_data(self) -> None:
-        cfg = self.config
-        info = dataset_info(cfg.dataset)
-        options = dict(image_size=cfg.image_size, channels=cfg.channels) if cfg.dataset == "folder" else {}
-        train = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
-        valid = load_dataset(cfg.dataset, "valid", cfg.data_dir, **options)
-        if cfg.limit:
-            train = train[: cfg.limit]
-        self.channels = train.shape[1]
-        self.dims = train.shape[1] * train.shape[2] * train.shape[3]
-        self.levels = info.levels
-        if cfg.binarize:
-            valid, self.levels = binarize_fixed(valid, info.levels, cfg.dataset), 2
-        self.train_images, self.valid_images = train, valid
-
     def _build_model(self) -> AnyModel:
         cfg = self.config
-        options = cfg.model_options(self.channels, self.levels)
+        options = cfg.model_options(self.data.channels, self.data.levels, len(self.data.class_names or ()))
         model = (build_model(cfg.model, **options) if cfg.scale_factor == 1
                  else build_multiscale(cfg.model, cfg.scale_factor, **options))
         if cfg.init_from:
@@ -178,6 +165,8 @@ class Trainer:
                 raise PixelRNNError(f"--init-from {cfg.init_from}: a {start.config.summary()} model, "
                                     f"not the {model.config.summary()} this run trains")
             model.load_state_dict(start.state_dict())
+        if cfg.conditional:
+            model.set_class_prior(self.data.train_labels)  # p(y): this run's training labels
         return model
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -200,6 +189,14 @@ class Trainer:
                                 f"{self.config.ema}; it cannot change")
         self.config.ema, self.config.ema_from = decay, max(from_step, step)
         self.average = self._make_average()
+
+    @property
+    def train_images(self) -> torch.Tensor:
+        return self.data.train_images
+
+    @property
+    def valid_images(self) -> torch.Tensor:
+        return self.data.valid_images
 
     @property
     def evaluated_model(self) -> AnyModel:
@@ -269,7 +266,7 @@ class Trainer:
             self._lock.release()
 
     def _run(self, stop: StopRequests) -> dict:
-        cfg, state, n = self.config, self.state, len(self.train_images)
+        cfg, state, n = self.config, self.state, len(self.data.train_images)
         bar = tqdm(total=cfg.total_steps(state, n, self.ranks.world), initial=state["step"], disable=not self.progress, unit="step",
                    dynamic_ncols=True)
         last_eval: dict = {}
@@ -278,12 +275,15 @@ class Trainer:
         signal_step, signal_name = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")  # tests
         signal_step = int(signal_step)
         signal_ranks = os.environ.get("_PIXELRNN_TEST_SIGNAL_RANKS", "0").split(",")
-        while not self.config.budget_spent(self.state, len(self.train_images)) and not self._stopped():
+        while not self.config.budget_spent(self.state, len(self.data.train_images)) and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
-            while state["position"] < n and not self.config.budget_spent(self.state, len(self.train_images)):
+            while state["position"] < n and not self.config.budget_spent(self.state, len(self.data.train_images)):
                 size = cfg.batch_size_at(state["step"]) * self.ranks.world  # the global batch
-                batch = self._batch(order[state["position"] : state["position"] + size])
-                loss = self._step(batch, state["epoch"])
+                batch, labels = self.data.batch(order[state["position"] : state["position"] + size],
+                                               self.data_rng if cfg.binarize else None, self.device)
+                loss = self._step(batch, labels, state["epoch"])
+                if self.threads is not None:
+                    self.threads.poll()  # follow the machine's load (every 30 s at most)
                 state["position"] += len(batch)
                 state["step"] += 1
                 state["train_sum"] += loss * len(batch)
@@ -292,13 +292,13 @@ class Trainer:
                 rate = images_seen / (time.perf_counter() - started)
                 bar.update(1)
                 bar.set_postfix(epoch=state["epoch"], nats=f"{loss:.2f}",
-                                bpd=f"{bits_per_dim(loss, self.dims):.4f}", img_s=f"{rate:.0f}")
+                                bpd=f"{bits_per_dim(loss, self.data.dims):.4f}", img_s=f"{rate:.0f}")
                 if state["step"] == signal_step and str(self.ranks.rank) in signal_ranks:
                     os.kill(os.getpid(), signal.Signals[signal_name])  # tests: a crash or a stop request
                 stopping = self.ranks.any(bool(stop.requested))  # every process stops at the same step
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
-                    not cfg.eval_every and epoch_done) or self.config.budget_spent(self.state, len(self.train_images)):
+                    not cfg.eval_every and epoch_done) or self.config.budget_spent(self.state, len(self.data.train_images)):
                     last_eval = self._evaluate()
                     self._checkpoint()
                     if self._stopped():
@@ -326,22 +326,17 @@ class Trainer:
         patience = self.config.patience
         return patience is not None and self.state["evals_without_gain"] >= patience
 
-    def _batch(self, indices: torch.Tensor) -> torch.Tensor:
-        images = self.train_images[indices]
-        if self.config.binarize:
-            images = binarize(images, self.data_rng)
-        return images.to(self.device, dtype=torch.long)
-
-    def _step(self, batch: torch.Tensor, epoch: int) -> float:
+    def _step(self, batch: torch.Tensor, labels: torch.Tensor | None, epoch: int) -> float:
         lr = self.config.lr_at(self.state["step"], epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             if self.ranks.world == 1:
-                loss = -self.model.log_prob(batch).mean()
+                loss = -self.model.log_prob(batch, labels).mean()
             else:  # this shard's share of the global batch's mean; DDP averages over processes
-                loss = self.parallel(self.ranks.shard(batch)) * (self.ranks.world / len(batch))
+                shard_labels = None if labels is None else self.ranks.shard(labels)
+                loss = self.parallel(self.ranks.shard(batch), shard_labels) * (self.ranks.world / len(batch))
         loss.backward()
         if self.config.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
@@ -356,13 +351,14 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         state = self.state
-        terms = per_image_nll(self.evaluated_model, self.ranks.shard(self.valid_images),
-                              batch_size=max(64, self.config.batch_size))
-        report = report_of_terms(self.ranks.gather(terms), self.valid_images)  # every process's
+        labels = None if self.data.valid_labels is None else self.ranks.shard(self.data.valid_labels)
+        terms = per_image_nll(self.evaluated_model, self.ranks.shard(self.data.valid_images),  # given y if conditional
+                              batch_size=max(64, self.config.batch_size), labels=labels)
+        report = report_of_terms(self.ranks.gather(terms), self.data.valid_images)  # every process's
         train_nats = state["train_sum"] / max(1, state["train_count"])
         record = {
-            "step": state["step"], "epoch": state["epoch"] + state["position"] / len(self.train_images),
-            "train_nll_nats": train_nats, "train_bits_per_dim": bits_per_dim(train_nats, self.dims),
+            "step": state["step"], "epoch": state["epoch"] + state["position"] / len(self.data.train_images),
+            "train_nll_nats": train_nats, "train_bits_per_dim": bits_per_dim(train_nats, self.data.dims),
             "valid_nll_nats": report.nll_nats, "valid_nll_nats_stderr": report.nll_nats_stderr,
             "valid_bits_per_dim": report.bits_per_dim, "time": time.time(),
             "elapsed_s": self._elapsed(),
@@ -375,9 +371,9 @@ class Trainer:
             if improved:
                 ckpt.save_model(self.out / ckpt.BEST, self.evaluated_model, info={
                     "dataset": self.config.dataset, "binarize": self.config.binarize, "step": record["step"],
-                    "image_size_hw": list(self.train_images.shape[2:]),
+                    "image_size_hw": list(self.data.train_images.shape[2:]), "class_names": self.data.class_names,
                     "valid_nll_nats": report.nll_nats, "valid_bits_per_dim": report.bits_per_dim})
-            append_metrics(self.out, record, self.levels, self.config.schedule_events())
+            append_metrics(self.out, record, self.data.levels, self.config.schedule_events())
             if self.log:
                 tqdm.write(f"step {record['step']} (epoch {record['epoch']:.2f}): validation NLL "
                            f"{report.nll_nats:.3f} ± {report.nll_nats_stderr:.3f} nats ({report.bits_per_dim:.4f}"
