@@ -74,8 +74,8 @@ class LoadAwareThreads:
 
     Every operation of a step is a parallel region that ends when its slowest thread does; a
     thread that shares its core with another busy process runs at half speed or less, and the
-    whole step with it (measured: 3x slower beside one busy core with 2 threads, against 1.3-2x
-    with 1). So: count the cores that others keep busy (all the machine's busy time less this
+    whole step with it (docs/speed.md: 3x slower than idle beside one busy core, with 2 threads
+    on 2 cores). So: count the cores that others keep busy (all the machine's busy time less this
     process's own, over a window) and use the rest, at least one and at most ``max_threads``.
 
     ``PIXELRNN_THREADS=N`` (or ``OMP_NUM_THREADS``) fixes the count instead, as torchrun does for
@@ -123,7 +123,7 @@ class LoadAwareThreads:
         """Measure over ``window`` seconds and set the threads; returns the count."""
         import torch
 
-        if self.fixed is not None:
+        if self.fixed is not None and "LOCAL_RANK" not in os.environ:  # torchrun's processes: left alone
             torch.set_num_threads(self.fixed)
         if not self.adaptive:
             return torch.get_num_threads()

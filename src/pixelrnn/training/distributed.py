@@ -52,6 +52,12 @@ class Ranks:
                                     timeout=timedelta(seconds=TIMEOUT_S))
         return cls(dist.get_rank(), dist.get_world_size()), device
 
+    def close(self) -> None:
+        """Leave the process group (its threads stopped before the process exits, which otherwise
+        can abort at exit with "terminate called without an active exception")."""
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's contiguous share of a global batch (shares differ by one at most)."""
         return batch if self.world == 1 else torch.tensor_split(batch, self.world)[self.rank]

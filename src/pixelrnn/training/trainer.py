@@ -264,6 +264,7 @@ class Trainer:
                 return self._run(stop)
         finally:
             self._lock.release()
+            self.ranks.close()
 
     def _run(self, stop: StopRequests) -> dict:
         cfg, state, n = self.config, self.state, len(self.data.train_images)
