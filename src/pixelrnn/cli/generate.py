@@ -50,18 +50,24 @@ def sample_labels(model, args: argparse.Namespace):
     N (N of each class, class by class), or None (y drawn from the class prior: samples of p(x))."""
     import torch
 
-    if args.label is not None or args.per_class:
-        if not model.classes:
-            raise PixelRNNError(f"--label / --per-class: {args.checkpoint} is not class-conditional")
-        if args.label is not None and args.per_class:
-            raise PixelRNNError("give --label K or --per-class N, not both")
+    if args.label is not None and args.per_class:
+        raise PixelRNNError("give --label K or --per-class N, not both")
+    if args.per_class and not model.classes:
+        raise PixelRNNError(f"--per-class: {args.checkpoint} is not class-conditional")
     if args.label is not None:
-        if not 0 <= args.label < model.classes:
-            raise PixelRNNError(f"--label {args.label}: the model's classes are 0..{model.classes - 1}")
-        return args.label
+        return checked_label(model, args)
     if args.per_class:
         return torch.arange(model.classes).repeat_interleave(args.per_class)
     return None
+
+
+def checked_label(model, args: argparse.Namespace) -> int:
+    """--label K, refused for a model that is not class-conditional or a K outside its classes."""
+    if not model.classes:
+        raise PixelRNNError(f"--label: {args.checkpoint} is not class-conditional")
+    if not 0 <= args.label < model.classes:
+        raise PixelRNNError(f"--label {args.label}: the model's classes are 0..{model.classes - 1}")
+    return args.label
 
 
 def complete_command(args: argparse.Namespace) -> None:
@@ -74,10 +80,8 @@ def complete_command(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     make_parent(args.out)
     model = load_model(args.checkpoint, device)
-    if args.label is not None and not model.classes:
-        raise PixelRNNError(f"--label: {args.checkpoint} is not class-conditional")
-    if args.label is not None and not 0 <= args.label < model.classes:
-        raise PixelRNNError(f"--label {args.label}: the model's classes are 0..{model.classes - 1}")
+    if args.label is not None:
+        checked_label(model, args)
     # A class-conditional model completes each image given its own label, unless --label K is given.
     images, levels, split = dataset_split(args, labelled=bool(model.classes) and args.label is None)
     images = images[: args.n].long()
