@@ -6,6 +6,10 @@
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || true
 fi
+# Debian's Chromium, for the page's browser tests (skipped where it cannot be installed).
+if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || true
+fi
 # Build the CPU LSTM kernel now (about 30 s; cached): fail here if it cannot be built.
 timeout 600 python -c "import sys; from pixelrnn.layers import scan_kernel; sys.exit(scan_kernel.load() is None)"
 # Stopped after 25 minutes (about 6-10 here; allow for slower CPUs).

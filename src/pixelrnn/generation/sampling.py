@@ -77,15 +77,20 @@ class NaiveCache:
 
 @torch.no_grad()
 def raster_fill(cache, images: torch.Tensor, given: torch.Tensor, generator: torch.Generator,
-                temperature: float, progress: bool, desc: str = "sampling") -> torch.Tensor:
+                temperature: float, progress, desc: str = "sampling") -> torch.Tensor:
     """Fill the pixels of ``images`` (B, C, H, W) long where ``given`` (H, W) is False, in
     place, in raster order, from the logits of ``cache`` (a model's ``incremental`` cache or a
-    :class:`NaiveCache`); the given pixels keep their values and are fed to the cache."""
+    :class:`NaiveCache`); the given pixels keep their values and are fed to the cache.
+
+    ``progress``: True for a progress bar, or a callable ``on_row(i, images)`` called after
+    each row i is complete (to show images as they are drawn; an exception it raises, e.g. to
+    cancel, ends the pass)."""
     from tqdm import tqdm
 
     batch, channels, height, width = images.shape
     given = given.tolist()
-    bar = tqdm(total=sum(not g for row in given for g in row) * channels, disable=not progress,
+    on_row = progress if callable(progress) else None
+    bar = tqdm(total=sum(not g for row in given for g in row) * channels, disable=on_row is not None or not progress,
                unit="value", desc=desc, leave=False)
     for i in range(height):
         cache.begin_row(i)
@@ -103,6 +108,8 @@ def raster_fill(cache, images: torch.Tensor, given: torch.Tensor, generator: tor
                 cache.set_value(i, j, c, value)
                 bar.update(1)
         cache.finish_row(i)
+        if on_row is not None:
+            on_row(i, images)
     bar.close()
     return images
 

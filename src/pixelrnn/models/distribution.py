@@ -112,6 +112,28 @@ class ImageDistribution:
         joint = self.class_log_joint(x)
         return joint - joint.logsumexp(1, keepdim=True)
 
+    def log_prob_per_value(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        """ln p of every value given the values before it in the model's order, in nats, (B, C,
+        H, W); they sum to ``log_prob(x, labels)``. A class-conditional model without labels gives
+        the marginal's own conditionals, p(x_t | x_<t) = sum_y p(y | x_<t) p(x_t | x_<t, y)."""
+        if not (self.classes and labels is None):
+            return self.conditional_value_log_probs(x, self._labels(labels, len(x)))
+        batch, channels, height, width = x.shape
+        order = self.pixel_order(height, width).to(x.device)  # pixels in the model's order
+        per_class = torch.stack([self.conditional_value_log_probs(x, self._labels(y, batch)).double()
+                                 for y in range(self.classes)], 1)  # (B, K, C, H, W)
+        in_order = per_class.flatten(3)[..., order].transpose(2, 3).flatten(2)  # (B, K, T): pixel, then channel
+        before = self.class_log_prior.double()[:, None] + in_order.cumsum(2) - in_order  # ln p(y, x_<t)
+        marginal = (before + in_order).logsumexp(1) - before.logsumexp(1)  # (B, T)
+        values = torch.empty_like(marginal).view(batch, -1, channels)
+        values[:, order] = marginal.view(batch, -1, channels)
+        return values.transpose(1, 2).reshape(batch, channels, height, width).to(torch.float32)
+
+    def pixel_order(self, height: int, width: int) -> torch.Tensor:
+        """The indices (H * W,) of the pixels (i * W + j) in the order the model generates them:
+        raster order (rows top to bottom, left to right)."""
+        return torch.arange(height * width)
+
     def set_class_prior(self, labels: torch.Tensor) -> None:
         """p(y) from training labels (B,) (every ClassEmbedding of the model holds it)."""
         from .class_embedding import ClassEmbedding
@@ -137,7 +159,8 @@ class ImageDistribution:
                method: str = "cached", temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
         """``n`` images drawn from the model: (n, C, height, width) long in [0, levels). A
         class-conditional model draws from p(x | y) for ``labels`` (an int or (n,)), or without
-        them from p(x): y from the class prior first, then x given y."""
+        them from p(x): y from the class prior first, then x given y. ``progress``: True for a bar,
+        or ``on_row(i, images)`` called after every row of every pass (:func:`raster_fill`)."""
         if n < 1 or height < 1 or width < 1:
             raise PixelRNNError(f"need n, height, width >= 1, got {n}, {height}, {width}")
         device = next(self.parameters()).device

@@ -170,6 +170,22 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
         small_terms = self.small.conditional_log_prob_terms(small, labels).squeeze(1)
         return small_terms, per_value.masked_fill(given, 0.0).flatten(1).sum(1)
 
+    def conditional_value_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """ln p of every value in nats, (B, C, H, W): the small stage's at the pixels it holds,
+        (f i, f j), the conditional stage's elsewhere."""
+        self.check_images(x)
+        x = integer_values(x)
+        height, width = x.shape[-2:]
+        small = subsample(x, self.factor)
+        per_value = self.large.value_log_probs(x, self.conditions(small, height, width), labels)
+        per_value[..., :: self.factor, :: self.factor] = self.small.conditional_value_log_probs(small, labels)
+        return per_value
+
+    def pixel_order(self, height: int, width: int) -> torch.Tensor:
+        """The small image's pixels first (raster order), then the others (raster order)."""
+        given = given_by_small_image(height, width, self.factor).flatten()
+        return torch.cat([given.nonzero().squeeze(1), (~given).nonzero().squeeze(1)])
+
     def conditional_log_prob_terms(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(B, 2): ln p_small(s) and ln p_large(x | s), which sum to ln p(x) (or ln p(x | y))."""
         return torch.stack(self.stage_log_probs(x, labels), dim=1)

@@ -276,6 +276,10 @@ class PixelRNN(ImageDistribution, nn.Module):
         """ln p(x) (or ln p(x | y)) in nats as terms that sum to it, (B, 1): one term."""
         return self.value_log_probs(x, labels=labels).flatten(1).sum(1, keepdim=True)
 
+    def conditional_value_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """ln p of every value given the ones before it (and the labels), in nats, (B, C, H, W)."""
+        return self.value_log_probs(x, labels=labels)
+
     def value_log_probs(self, x: torch.Tensor, conditions: list | None = None, labels=None) -> torch.Tensor:
         """ln p of every value of integer images x given the values before it, in nats,
         (B, C, H, W). The same as ``value_log_probs(model(x), x)``, computed channels-last: the
