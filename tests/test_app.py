@@ -301,3 +301,39 @@ def test_the_page_samples_live_and_cancels(server, browser):
     assert browser.find_element("id", "status").text == "cancelled"
     wait_until(lambda: app.state.runner.running == 0)
     assert page_state(browser, "lastResult") is None
+
+
+def test_the_page_fetches_nothing_from_the_internet():
+    from importlib import resources
+
+    for file in (resources.files("pixelrnn.app") / "static").iterdir():
+        text = file.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, file.name
+
+
+def test_serve_starts_on_the_given_port_and_refuses_bad_options(checkpoints, capsys):
+    import subprocess
+    import sys
+
+    from pixelrnn.cli.main import main
+
+    assert main(["serve", "--no-shipped", "--checkpoint", str(checkpoints["rgb"]), "--data", "cifar10"]) == 2
+    assert "expected DATASET=DIR" in capsys.readouterr().err
+    assert main(["serve", "--no-shipped", "--checkpoint", "no/such/run"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "pixelrnn.cli.main", "serve", "--no-shipped", "--port",
+                                str(port), "--checkpoint", str(checkpoints["binary"]), "--host", "0.0.0.0"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        def answers():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/models").json()[0]["name"] == "binary"
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, 60)
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    assert "warning: serving on 0.0.0.0" in err
