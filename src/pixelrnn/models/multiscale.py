@@ -160,15 +160,9 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
     def stage_log_probs(self, x: torch.Tensor, labels=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(ln p_small(s), ln p_large(x | s)) in nats, each (B,), for integer images x (given
         ``labels`` (B,) for a class-conditional model: both stages see the label)."""
-        self.check_images(x)
-        x = integer_values(x)
-        labels = self._labels(labels, len(x))
-        small = subsample(x, self.factor)
-        height, width = x.shape[-2:]
-        per_value = self.large.value_log_probs(x, self.conditions(small, height, width), labels)  # (B, C, H, W)
-        given = given_by_small_image(height, width, self.factor, x.device)
-        small_terms = self.small.conditional_log_prob_terms(small, labels).squeeze(1)
-        return small_terms, per_value.masked_fill(given, 0.0).flatten(1).sum(1)
+        per_value = self.conditional_value_log_probs(x, self._labels(labels, len(x))).flatten(2).sum(1)
+        given = given_by_small_image(*x.shape[-2:], self.factor, x.device).flatten()
+        return per_value[:, given].sum(1), per_value[:, ~given].sum(1)
 
     def conditional_value_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """ln p of every value in nats, (B, C, H, W): the small stage's at the pixels it holds,
