@@ -184,6 +184,7 @@ def test_a_long_job_is_cancelled_between_rows(server):
                   httpx.delete(f"{url}/api/jobs/{job}").raise_for_status())
     assert seen[-1]["type"] == "cancelled" and len(seen) < SLOW_SIZE
     wait_until(lambda: app.state.runner.running == 0)
+    assert app.state.runner.jobs[job].outcome == "cancelled"
 
 
 def test_a_client_that_goes_away_cancels_its_job(server):
@@ -191,7 +192,8 @@ def test_a_client_that_goes_away_cancels_its_job(server):
     job = httpx.post(f"{url}/api/jobs", json={"model": "slow", "task": "sample", "count": 16}).json()["job"]
     with httpx.stream("GET", f"{url}/api/jobs/{job}/events", timeout=60) as response:
         next(line for line in response.iter_lines() if line.startswith("data: "))
-    wait_until(lambda: app.state.runner.jobs[job].cancel.is_set() and app.state.runner.running == 0)
+    wait_until(lambda: app.state.runner.jobs[job].outcome is not None and app.state.runner.running == 0)
+    assert app.state.runner.jobs[job].outcome == "cancelled"
 
 
 def wait_until(condition, seconds: float = 30) -> None:
@@ -300,6 +302,8 @@ def test_the_page_samples_live_and_cancels(server, browser):
     browser.find_element("id", "cancel").click()
     assert browser.find_element("id", "status").text == "cancelled"
     wait_until(lambda: app.state.runner.running == 0)
+    newest = list(app.state.runner.jobs.values())[-1]
+    assert newest.outcome == "cancelled"  # the server stopped it, not just the page
     assert page_state(browser, "lastResult") is None
 
 

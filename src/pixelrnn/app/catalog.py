@@ -72,16 +72,21 @@ class Catalog:
 
     def describe(self, name: str) -> dict:
         """What the page needs to know of a model: size, channels, levels, classes, figures."""
+        return self.open(name)[1]
+
+    def open(self, name: str) -> tuple[torch.nn.Module, dict]:
+        """The loaded model and :meth:`describe`'s dict, from one lookup."""
         from ..training.checkpoints import trained_image_size
 
         entry = self.get(name)
         model, info = entry.model, entry.meta.get("info") or {}
         height, width = trained_image_size(entry.meta) or ((28, 28) if model.channels == 1 else (32, 32))
         classes = info.get("class_names") or [str(k) for k in range(model.classes)]
-        return {"name": name, "architecture": model.config.architecture, "channels": model.channels,
-                "levels": model.levels, "height": height, "width": width, "classes": classes[: model.classes],
-                "dataset": info.get("dataset"), "valid_nll_nats": info.get("valid_nll_nats"),
-                "valid_bits_per_dim": info.get("valid_bits_per_dim"), "path": str(entry.path)}
+        description = {"name": name, "architecture": model.config.architecture, "channels": model.channels,
+                       "levels": model.levels, "height": height, "width": width, "classes": classes[: model.classes],
+                       "dataset": info.get("dataset"), "valid_nll_nats": info.get("valid_nll_nats"),
+                       "valid_bits_per_dim": info.get("valid_bits_per_dim"), "path": str(entry.path)}
+        return model, description
 
     def examples(self, name: str, count: int) -> tuple[torch.Tensor | None, str]:
         """Up to ``count`` validation images of the model's dataset, as the model sees them, or

@@ -31,9 +31,12 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     events: queue.Queue = field(default_factory=queue.Queue)
     result: dict | None = None
+    outcome: str | None = None  # the last event's type once the job has ended
     finished_at: float | None = None
 
     def publish(self, event: dict) -> None:
+        if event["type"] in ("done", "cancelled", "error"):
+            self.outcome = event["type"]
         self.events.put(event)
 
     def check(self) -> None:

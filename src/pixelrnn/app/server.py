@@ -94,8 +94,7 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
     @app.post("/api/likelihood")
     def likelihood(drawing: Drawing) -> dict:
         """-ln p of each pixel (its channels summed) and of the whole image."""
-        info = catalog.describe(drawing.model)
-        model = catalog.get(drawing.model).model
+        model, info = catalog.open(drawing.model)
         x = checked_values(info, drawing.values).unsqueeze(0)
         labels = None if drawing.label is None else torch.tensor([checked_label(info, drawing.label)])
         with torch.no_grad():
@@ -108,8 +107,7 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
 
     @app.post("/api/jobs")
     def start(request: JobRequest) -> dict:
-        info = catalog.describe(request.model)
-        model = catalog.get(request.model).model
+        model, info = catalog.open(request.model)
         label = None if request.label is None else checked_label(info, request.label)
         if request.task == "complete":
             image = checked_values(info, request.values)
