@@ -12,8 +12,8 @@ scan is used instead; ``PIXELRNN_NATIVE=0`` or :func:`set_enabled` turns it off.
 x86-64 builds target the CPU they run on (``-march=native``: AVX-512 where it is there, else
 AVX2, ...); ``PIXELRNN_NATIVE_MARCH`` names another target (``x86-64-v3`` for AVX2 and FMA,
 ``x86-64-v2``, ``x86-64`` for SSE2 only), to measure or test a build another machine would make.
-The build folder's name covers the source, PyTorch, the CPU's flags and the target, so one home
-folder shared by different CPUs never loads a build made for another.
+The build folder's name covers the source, PyTorch, the CPU's flags and the compiler flags, so
+one home folder shared by different CPUs never loads a build made for another.
 """
 
 from __future__ import annotations
@@ -62,13 +62,22 @@ def _machine_tag() -> str:
         flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
     except OSError:
         pass
-    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version, _march()])
+    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version, *_cflags()])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _march() -> str:
     """The -march target of x86-64 builds: ``PIXELRNN_NATIVE_MARCH`` or ``native``."""
     return os.environ.get("PIXELRNN_NATIVE_MARCH", "").strip() or "native"
+
+
+def _cflags() -> list[str]:
+    """The compiler flags. ``-fno-trapping-math`` lets GCC if-convert the clamp in the kernel's
+    exp, so the gate and cell loops vectorise without AVX-512's masked instructions too (GCC 12,
+    -march=x86-64-v3: 11 of the kernel's loops vectorised instead of 7); it changes no value (no floating-
+    point exceptions are read, and rounding is untouched)."""
+    flags = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    return flags + ([f"-march={_march()}"] if platform.machine() in ("x86_64", "AMD64") else [])
 
 
 def _put_ninja_on_path() -> None:
@@ -121,12 +130,11 @@ def load() -> ModuleType | None:
         build.mkdir(parents=True, exist_ok=True)
         if not any(build.glob("*.so")):
             print("pixelrnn: building the CPU LSTM kernel (once per machine, about 30 s)", file=sys.stderr)
-        flags = ["-O3", "-fopenmp"] + ([f"-march={_march()}"] if platform.machine() in ("x86_64", "AMD64") else [])
         with _build_lock(build):
             return load_extension(
                 name="pixelrnn_lstm_scan",
                 sources=[str(_SOURCE)],
-                extra_cflags=flags,
+                extra_cflags=_cflags(),
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(build),
                 verbose=False,
