@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from test_training import pixelrnn_cli
 import pixelrnn
 from pixelrnn.training.distributed import Ranks
 
+SHARED = Path(os.environ.get("PIXELRNN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 COMMON = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96", "--hidden", "4", "--layers", "1",
           "--checkpoint-every", "3", "--eval-every", "3", "--seed", "3", "--quiet"]
 
@@ -73,6 +75,24 @@ def test_two_processes_train_as_one_on_the_global_batch(two_process_run):
         assert two["train_nll_nats"] == pytest.approx(one["train_nll_nats"], rel=1e-5)
     state = pixelrnn.training.checkpoints.read_checkpoint(two_process_run / "two" / "last.safetensors")[1]
     assert state["trainer"]["world_size"] == 2
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="shared data folder absent")
+def test_a_class_conditional_run_shards_its_labels_with_its_images(tmp_path):
+    """Each process's labels are those of its own images: two processes train a class-conditional
+    model as one process does on the global batch (its class biases included)."""
+    args = ["train", "--model", "row_lstm", "--dataset", "mnist", "--data-dir", str(SHARED / "mnist"), "--binarize",
+            "--conditional", "--limit", "96", "--hidden", "4", "--layers", "1", "--steps", "4", "--eval-every", "4",
+            "--seed", "5", "--quiet"]
+    two = torchrun(*args, "--batch-size", "4", "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    one = pixelrnn_cli(*args, "--batch-size", "8", "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    model = pixelrnn.load_model(tmp_path / "two" / "last.safetensors")
+    assert model.classes == 10
+    for a, b in zip(weights(tmp_path / "two" / "last.safetensors"), weights(tmp_path / "one" / "last.safetensors"),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
 def test_a_resumed_distributed_run_is_bit_identical_and_keeps_its_world_size(two_process_run, tmp_path):
