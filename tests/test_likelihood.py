@@ -58,3 +58,18 @@ def test_units():
     assert pixelrnn.bits_per_dim(dims * math.log(256), dims) == pytest.approx(8.0)
     nll = torch.tensor([100.0, 200.0])
     assert torch.allclose(pixelrnn.bits_per_dim(nll, 784), nll / (784 * math.log(2)))
+
+
+def test_evaluation_batches_change_nothing_and_fit_the_cpu():
+    """The default evaluation batch keeps a CPU batch's logits near 96 MiB (CIFAR-10 size: 32 images,
+    binary 28 x 28: 256) and the figures equal those of one image at a time."""
+    from pixelrnn.training.evaluation import default_batch_size, per_image_nll
+
+    cifar = pixelrnn.build_model("pixelcnn", channels=3, levels=256, hidden=4, layers=1)
+    assert default_batch_size(cifar, torch.zeros(1, 3, 32, 32)) == 32
+    binary = pixelrnn.build_model("row_lstm", channels=1, levels=2, hidden=4, layers=1)
+    assert default_batch_size(binary, torch.zeros(1, 1, 28, 28)) == 256
+    images = torch.randint(0, 256, (70, 3, 8, 8))
+    together, alone = per_image_nll(cifar, images), per_image_nll(cifar, images, batch_size=1)
+    torch.testing.assert_close(together, alone, rtol=1e-6, atol=0)
+    assert torch.allclose(together.sum(1), -cifar.log_prob(images).double(), rtol=1e-5)

@@ -62,10 +62,8 @@ RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "l
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ..runtime import keep_freed_memory
     from ..training import TrainConfig, Trainer
 
-    keep_freed_memory()
     given = {name: getattr(args, name) for name in RUN_OPTIONS
              if getattr(args, name) is not None and getattr(args, name) is not False}
     if not args.resume and not {"model", "dataset"} <= given.keys():
@@ -266,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", parents=[data], help="exact NLL of a dataset split")
     evaluate.add_argument("--checkpoint", required=True, help="run folder or model file")
     evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    evaluate.add_argument("--batch-size", type=count(1), default=256)
+    evaluate.add_argument("--batch-size", type=count(1),
+                          help="images per batch (default: 256 on a GPU; on the CPU as many as keep a batch's "
+                               "logits near 96 MiB: 32 for CIFAR-10)")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     evaluate.add_argument("--per-image", type=npy_path, metavar="FILE.npy",
                           help="also write each image's NLL in nats, (N,) float64, in the split's order "
@@ -284,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(one pass of the model per class) and report the accuracy, the conditional and unconditional NLL.")
     classify.add_argument("--checkpoint", required=True, help="run folder or model file (trained with --conditional)")
     classify.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    classify.add_argument("--batch-size", type=count(1), default=256)
+    classify.add_argument("--batch-size", type=count(1),
+                          help="images per batch (default: 256 on a GPU; on the CPU as many as keep a batch's "
+                               "logits near 96 MiB: 32 for CIFAR-10)")
     classify.add_argument("--json", action="store_true", help="one JSON object on stdout")
     classify.add_argument("--confusion", type=png_path, metavar="FILE.png", help="the confusion matrix as a picture")
     classify.add_argument("--predictions", type=npy_path, metavar="FILE.npy",
@@ -353,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.threads = None
         if args.command in _COMPUTING:
-            from ..runtime import LoadAwareThreads
+            from ..runtime import LoadAwareThreads, keep_freed_memory
 
+            keep_freed_memory()  # large activations reused, not mapped and zeroed afresh each batch
             args.threads = LoadAwareThreads()
             args.threads.start()
         args.run(args)

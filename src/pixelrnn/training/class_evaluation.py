@@ -29,7 +29,7 @@ class ClassReport:
         return asdict(self)
 
 
-def class_log_joints(model: AnyModel, images: torch.Tensor, batch_size: int = 256,
+def class_log_joints(model: AnyModel, images: torch.Tensor, batch_size: int | None = None,
                      progress: bool = False) -> torch.Tensor:
     """ln p(y) + ln p(x | y) in nats for every image and class, (N, K) float64."""
     if not model.classes:

@@ -354,7 +354,7 @@ class Trainer:
         state = self.state
         labels = None if self.data.valid_labels is None else self.ranks.shard(self.data.valid_labels)
         terms = per_image_nll(self.evaluated_model, self.ranks.shard(self.data.valid_images),  # given y if conditional
-                              batch_size=max(64, self.config.batch_size), labels=labels)
+                              labels=labels)
         report = report_of_terms(self.ranks.gather(terms), self.data.valid_images)  # every process's
         train_nats = state["train_sum"] / max(1, state["train_count"])
         record = {
