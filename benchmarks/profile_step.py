@@ -24,11 +24,11 @@ import pixelrnn
 from pixelrnn.layers import scan_kernel
 from pixelrnn.runtime import LoadAwareThreads
 
-from training import MNIST, cifar_options
+from training import MNIST, cifar_options, training_step
 
 # Operator name fragments -> group, first match wins (names as torch.profiler reports them).
 GROUPS = [
-    ("recurrent scan", ("lstm_scan", "LSTMScan")),
+    ("recurrent scan", ("LSTMScan",)),  # the autograd Function, forward and backward
     ("convolutions", ("conv", "mkldnn")),
     ("matrix products", ("mm", "matmul", "linear", "bmm", "einsum")),
     ("softmax and loss", ("softmax", "nll", "gather", "logsumexp", "cross_entropy")),
@@ -63,17 +63,7 @@ def main() -> None:
         options, size = cifar_options(args.hidden or 32, args.layers, 256), 32
     else:
         options, size = dict(MNIST[args.arch], **({"hidden": args.hidden} if args.hidden else {})), 28
-    torch.manual_seed(0)
-    model = pixelrnn.build_model(args.arch, **options)
-    optimiser = torch.optim.RMSprop(model.parameters(), lr=1e-4)
-    x = torch.randint(0, options["levels"], (args.batch, options["channels"], size, size))
-
-    def step() -> None:
-        optimiser.zero_grad(set_to_none=True)
-        loss = -model.log_prob(x).mean()
-        loss.backward()
-        optimiser.step()
-
+    _, step = training_step(args.arch, options, size, args.batch)
     step()
     step()
     start = time.perf_counter()
@@ -85,7 +75,8 @@ def main() -> None:
     total_us = sum(e.self_cpu_time_total for e in events) / args.steps
     grouped: dict[str, float] = {}
     for event in events:
-        grouped[group_of(event.key)] = grouped.get(group_of(event.key), 0.0) + event.self_cpu_time_total / args.steps
+        group = group_of(event.key)
+        grouped[group] = grouped.get(group, 0.0) + event.self_cpu_time_total / args.steps
 
     march = os.environ.get("PIXELRNN_NATIVE_MARCH", "native") if args.scan == "native" else "-"
     print(f"{args.arch} {'cifar 32x32x3' if args.cifar else 'mnist 28x28x1'} {options} batch {args.batch}, "

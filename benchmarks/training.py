@@ -53,8 +53,10 @@ def cifar_options(hidden: int, layers: int, head: int) -> dict:
     return dict(channels=3, levels=256, hidden=hidden, layers=layers, head=head)
 
 
-def measure(arch: str, options: dict, size: int, batch: int, steps: int, device: str,
-            bf16: bool, reference: bool) -> dict:
+def training_step(arch: str, options: dict, size: int, batch: int, device: str = "cpu",
+                  bf16: bool = False, reference: bool = False):
+    """(model, step): a seeded model and one full training step (forward, backward, RMSProp) on a
+    fixed random batch of ``batch`` images ``size`` x ``size``."""
     torch.manual_seed(0)
     model = pixelrnn.build_model(arch, **options).to(device).set_fused(not reference)
     optimiser = torch.optim.RMSprop(model.parameters(), lr=1e-4)
@@ -67,6 +69,12 @@ def measure(arch: str, options: dict, size: int, batch: int, steps: int, device:
         loss.backward()
         optimiser.step()
 
+    return model, step
+
+
+def measure(arch: str, options: dict, size: int, batch: int, steps: int, device: str,
+            bf16: bool, reference: bool) -> dict:
+    model, step = training_step(arch, options, size, batch, device, bf16, reference)
     step()  # warm-up: first-touch allocations
     step()
     if device == "cuda":

@@ -203,6 +203,5 @@ def lstm_scan(
     # (float32), since its state is carried over hundreds of steps.
     gates_in = gates_in.to(weight.dtype).contiguous()
     function = scan_kernel.NativeLSTMScan if scan_kernel.supports(gates_in, plan) else _LSTMScan
-    # The label names the scan in torch.profiler tables (its backward shows as <Function>Backward).
-    with torch.autocast(gates_in.device.type, enabled=False), torch.profiler.record_function("pixelrnn::lstm_scan"):
+    with torch.autocast(gates_in.device.type, enabled=False):
         return function.apply(gates_in, weight, h0, c0, plan)
