@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,12 @@ def torchrun(*args, processes=2, env=None, **popen):
     if popen:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def weights(path):
@@ -75,6 +82,33 @@ def test_two_processes_train_as_one_on_the_global_batch(two_process_run):
         assert two["train_nll_nats"] == pytest.approx(one["train_nll_nats"], rel=1e-5)
     state = pixelrnn.training.checkpoints.read_checkpoint(two_process_run / "two" / "last.safetensors")[1]
     assert state["trainer"]["world_size"] == 2
+
+
+def test_two_machines_train_as_one_machine_with_two_processes(two_process_run, tmp_path):
+    """The documented multi-node launch (``--nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:PORT``),
+    two "machines" of one process each on 127.0.0.1 sharing the run folder, ends with the
+    weights of the one-machine 2-process run, bit for bit: ranks come from the rendezvous, not
+    from LOCAL_RANK (0 on both machines), and only global rank 0 writes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                              "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "pixelrnn-test",
+                              "-m", "pixelrnn", *COMMON, "--batch-size", "4", "--steps", "6",
+                              "--out", str(tmp_path / "run")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for node in nodes:
+        try:
+            _, stderr = node.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for other in nodes:
+                other.kill()
+            pytest.fail("the two-machine run did not finish")
+        assert node.returncode == 0, stderr
+    for a, b in zip(weights(tmp_path / "run" / "last.safetensors"),
+                    weights(two_process_run / "two" / "last.safetensors"), strict=True):
+        assert torch.equal(a, b)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6]  # one writer, not one per machine
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="shared data folder absent")
