@@ -14,6 +14,7 @@ reported figure is the one-process figure. Process 0 alone writes the run folder
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,10 +54,12 @@ class Ranks:
         return cls(dist.get_rank(), dist.get_world_size()), device
 
     def close(self) -> None:
-        """Leave the process group (its threads stopped before the process exits, which otherwise
-        can abort at exit with "terminate called without an active exception")."""
+        """Leave the process group and free it while the interpreter is whole: a gloo group whose
+        threads are still running at exit aborts the process ("terminate called without an active
+        exception"). Drop every DistributedDataParallel wrapper of it first."""
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+            gc.collect()  # the group's last references (a DDP reducer in a cycle) go now, not at exit
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's contiguous share of a global batch (shares differ by one at most)."""

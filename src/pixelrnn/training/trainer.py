@@ -261,10 +261,14 @@ class Trainer:
         self._lock.acquire()
         try:
             with StopRequests() as stop:
-                return self._run(stop)
+                result = self._run(stop)
+            self.ranks.barrier()  # no process leaves the group while another is still in a collective
+            return result
         finally:
             self._lock.release()
-            self.ranks.close()
+            if self.ranks.world > 1:
+                self.parallel = None  # DistributedDataParallel holds the process group: free it first
+                self.ranks.close()
 
     def _run(self, stop: StopRequests) -> dict:
         cfg, state, n = self.config, self.state, len(self.data.train_images)
