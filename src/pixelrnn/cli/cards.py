@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 from pathlib import Path
@@ -10,12 +11,15 @@ import torch
 
 from ..errors import PixelRNNError
 from ..files import atomic_write
+from ..generation import completion_rows
 from ..models.configs import parameter_count
 from ..training.checkpoints import BEST, LAST, model_from_checkpoint, read_checkpoint, trained_image_size
 from ..training.config import TrainConfig
+from ..training.evaluation import check_compatible
 from ..visualize import image_grid, plot_curves, save_png
 
 SAMPLES_SEED = 0
+COMPLETIONS = 4  # completions per image in the card's Figure 1
 
 
 def _command(config: dict) -> str:
@@ -40,11 +44,39 @@ def _command(config: dict) -> str:
     return " ".join(parts)
 
 
+def _completions(run: Path, model, config: dict, n: int, data_dir: str | None) -> list[str]:
+    """Draw the paper's Figure 1 into RUN/completions.png: the first ``n`` validation images of the
+    run's dataset, the lower half hidden, 4 completions each (seed 0); the card's lines for it."""
+    from .io import dataset_split
+
+    folder = config["dataset"] == "folder"
+    data = argparse.Namespace(dataset=config["dataset"], split="valid", data_dir=data_dir or config.get("data_dir"),
+                              binarize=config.get("binarize", False), limit=n,
+                              image_size=config.get("image_size") if folder else None,
+                              channels=config.get("channels") if folder else None)
+    images, levels, split = dataset_split(data, labelled=bool(model.classes))
+    check_compatible(model, images, levels, f"{data.dataset} valid")
+    known = images.shape[2] // 2
+    rows = completion_rows(model, images.long(), known, COMPLETIONS, labels=split.labels, seed=SAMPLES_SEED)
+    grid = torch.stack(rows, dim=1).flatten(0, 1)
+    save_png(image_grid(grid, model.levels, columns=len(rows)), run / "completions.png", scale=3)
+    options = (f" --data-dir {data.data_dir}" if data.data_dir else "") + (" --binarize" if data.binarize else "") + (
+        f" --image-size {data.image_size} --channels {data.channels}" if folder else "")
+    return [f"The paper's Figure 1 on {len(images)} validation images: each row is the original, the top "
+            f"{known} rows the model is given, and {COMPLETIONS} completions of the rest"
+            + (" (each given its own label)" if model.classes else "")
+            + f" (`pixelrnn complete --checkpoint {run} --dataset {data.dataset}{options} --split valid "
+            f"--known-rows {known} --n {n} --samples {COMPLETIONS} --seed {SAMPLES_SEED} --scale 3 --device cpu "
+            f"--out {run / 'completions.png'}` draws the same ones):", "", "![completions](completions.png)", ""]
+
+
 def write_card(run_dir: str | Path, hardware: str | None = None, note: str | None = None,
-               samples: int = 64) -> Path:
+               samples: int = 64, completions: int = 0, data_dir: str | None = None) -> Path:
     """Write RUN_DIR/README.md from run.json, metrics.jsonl and best.safetensors (+ a status note),
     redraw RUN_DIR/curves.png with the learning-rate schedule marked, and draw ``samples`` images
-    from the best model into RUN_DIR/samples.png (seed 0, the model's own distribution; 0: none).
+    from the best model into RUN_DIR/samples.png (seed 0, the model's own distribution; 0: none)
+    and, given ``completions`` > 0, that many validation images completed from their top half into
+    RUN_DIR/completions.png (the data from ``data_dir``, else the run's own).
     The card's training command writes into RUN_DIR, wherever the run was first trained (a moved
     or shipped run)."""
     run = Path(run_dir)
@@ -118,11 +150,17 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         lines += [f"{samples} samples from the best model" + (", one row per class" if per_class else "")
                   + f" (`pixelrnn sample --checkpoint {run} {what} --height {height} --width {width} "
                   f"--seed {SAMPLES_SEED} --device cpu` draws the same ones):", "", "![samples](samples.png)", ""]
-    lines += [
-        "| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |",
-    ]
-    lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"
-              for r in records]
+    if completions:
+        lines += _completions(run, model, config, completions, data_dir)
+    if model.levels > 2:  # natural images: bits/dim, the field's unit, beside the nats
+        lines += ["| step | epoch | train NLL (nats) | valid NLL (nats) | train bits/dim | valid bits/dim |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} "
+                  f"| {r['train_bits_per_dim']:.4f} | {r['valid_bits_per_dim']:.4f} |" for r in records]
+    else:
+        lines += ["| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"
+                  for r in records]
     if note:
         lines += ["", "Status: " + note]
     target = run / "README.md"

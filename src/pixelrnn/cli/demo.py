@@ -17,6 +17,7 @@ import torch
 from ..data import load_dataset
 from ..errors import PixelRNNError
 from ..files import atomic_write, writable_folder
+from ..generation import completion_rows
 from ..training.checkpoints import load_model_with_meta, resolve_model_path
 from ..training.evaluation import check_compatible, evaluate
 from ..visualize import image_grid, save_png
@@ -45,10 +46,7 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 
     samples = model.sample(64, 28, 28, seed=seed)
     save_png(image_grid(samples, model.levels, columns=8), out / "samples.png", scale=3)
 
-    originals = digits[:8]
-    occluded = originals.clone()
-    occluded[:, :, 14:] = -1
-    rows = [originals, occluded] + [model.complete(originals, 14, seed=seed + k) for k in range(4)]
+    rows = completion_rows(model, digits[:8], 14, 4, seed=seed)
     grid = torch.stack(rows, dim=1).flatten(0, 1)
     save_png(image_grid(grid, model.levels, columns=len(rows)), out / "completions.png", scale=3)
 

@@ -73,6 +73,7 @@ def checked_label(model, args: argparse.Namespace) -> int:
 def complete_command(args: argparse.Namespace) -> None:
     import torch
 
+    from ..generation import completion_rows
     from ..training.checkpoints import load_model
     from ..training.evaluation import check_compatible
     from ..visualize import image_grid, save_png
@@ -87,13 +88,8 @@ def complete_command(args: argparse.Namespace) -> None:
     images = images[: args.n].long()
     labels = args.label if args.label is not None else None if split.labels is None else split.labels[: args.n]
     check_compatible(model, images, levels, f"{args.dataset} {args.split}")
-    occluded = images.clone()
-    occluded[:, :, args.known_rows :] = -1  # drawn grey
-    rows = [images, occluded]
-    for k in range(args.samples):
-        seed = None if args.seed is None else args.seed + k
-        rows.append(model.complete(images, args.known_rows, labels=labels, seed=seed, method=args.method,
-                                   progress=True).cpu())
+    rows = completion_rows(model, images, args.known_rows, args.samples, labels=labels, seed=args.seed,
+                           method=args.method, progress=True)
     # One row per image: original, occluded, then the completions (like the paper's Figure 1).
     grid = torch.stack(rows, dim=1).flatten(0, 1)
     save_png(image_grid(grid, model.levels, columns=len(rows)), args.out, scale=args.scale)

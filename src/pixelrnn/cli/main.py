@@ -141,7 +141,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _card(args: argparse.Namespace) -> None:
     from .cards import write_card
 
-    print(write_card(args.run_dir, args.hardware, args.note, args.samples))
+    print(write_card(args.run_dir, args.hardware, args.note, args.samples, args.completions, args.data_dir))
 
 
 def _data_options(for_training: bool) -> argparse.ArgumentParser:
@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--note", help="a status paragraph at the end (how far the run is, what is next)")
     card.add_argument("--samples", type=count(0), default=64, metavar="N",
                       help="draw N samples of the best model into samples.png (default 64; 0: none)")
+    card.add_argument("--completions", type=count(0), default=0, metavar="N",
+                      help="draw the paper's Figure 1 into completions.png: N validation images, the lower half "
+                      "hidden, 4 completions each (default 0: none; needs the run's data)")
+    card.add_argument("--data-dir", help="the run's data folder, if not where it was trained from")
     card.set_defaults(run=_card)
 
     data = _data_options(for_training=False)

@@ -128,3 +128,18 @@ def complete(model, images: torch.Tensor, known_rows: int, *, labels=None, seed:
     the same as ``model.complete(...)``."""
     return model.complete(images, known_rows, labels=labels, seed=seed, method=method, temperature=temperature,
                           progress=progress)
+
+
+def completion_rows(model, images: torch.Tensor, known_rows: int, samples: int, *, labels=None,
+                    seed: int | None = None, method: str = "cached", progress: bool = False) -> list[torch.Tensor]:
+    """The paper's Figure 1 for images (B, C, H, W): the originals, the originals with rows
+    >= ``known_rows`` hidden (-1, drawn grey), then ``samples`` completions (seeds seed, seed + 1,
+    ...); a list of 2 + samples (B, C, H, W) tensors on the CPU. Stack them on dim 1 for one row
+    per image."""
+    occluded = images.clone()
+    occluded[:, :, known_rows:] = -1
+    rows = [images.cpu(), occluded.cpu()]
+    for k in range(samples):
+        rows.append(model.complete(images, known_rows, labels=labels, seed=None if seed is None else seed + k,
+                                   method=method, progress=progress).cpu())
+    return rows
