@@ -106,3 +106,10 @@ def save_png(picture: np.ndarray, path: str | Path, scale: int = 1) -> None:
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
     atomic_write(Path(path), buffer.getvalue())
+
+
+def save_completion_grid(rows: list[torch.Tensor], levels: int, path, scale: int = 3) -> None:
+    """Save Figure-1 rows (2 + k tensors (B, C, H, W): originals, occluded, completions) as one PNG
+    with a row per image."""
+    grid = torch.stack(rows, dim=1).flatten(0, 1)
+    save_png(image_grid(grid, levels, columns=len(rows)), path, scale=scale)

@@ -16,7 +16,7 @@ from ..models.configs import parameter_count
 from ..training.checkpoints import BEST, LAST, model_from_checkpoint, read_checkpoint, trained_image_size
 from ..training.config import TrainConfig
 from ..training.evaluation import check_compatible
-from ..visualize import image_grid, plot_curves, save_png
+from ..visualize import image_grid, plot_curves, save_completion_grid, save_png
 
 SAMPLES_SEED = 0
 COMPLETIONS = 4  # completions per image in the card's Figure 1
@@ -58,8 +58,7 @@ def _completions(run: Path, model, config: dict, n: int, data_dir: str | None) -
     check_compatible(model, images, levels, f"{data.dataset} valid")
     known = images.shape[2] // 2
     rows = completion_rows(model, images.long(), known, COMPLETIONS, labels=split.labels, seed=SAMPLES_SEED)
-    grid = torch.stack(rows, dim=1).flatten(0, 1)
-    save_png(image_grid(grid, model.levels, columns=len(rows)), run / "completions.png", scale=3)
+    save_completion_grid(rows, model.levels, run / "completions.png", scale=3)
     options = (f" --data-dir {data.data_dir}" if data.data_dir else "") + (" --binarize" if data.binarize else "") + (
         f" --image-size {data.image_size} --channels {data.channels}" if folder else "")
     return [f"The paper's Figure 1 on {len(images)} validation images: each row is the original, the top "
@@ -152,15 +151,11 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
                   f"--seed {SAMPLES_SEED} --device cpu` draws the same ones):", "", "![samples](samples.png)", ""]
     if completions:
         lines += _completions(run, model, config, completions, data_dir)
-    if model.levels > 2:  # natural images: bits/dim, the field's unit, beside the nats
-        lines += ["| step | epoch | train NLL (nats) | valid NLL (nats) | train bits/dim | valid bits/dim |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} "
-                  f"| {r['train_bits_per_dim']:.4f} | {r['valid_bits_per_dim']:.4f} |" for r in records]
-    else:
-        lines += ["| step | epoch | train NLL (nats) | valid NLL (nats) |", "| ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"
-                  for r in records]
+    bits = model.levels > 2  # natural images: bits/dim, the field's unit, beside the nats
+    lines += ["| step | epoch | train NLL (nats) | valid NLL (nats) |" + (" train bits/dim | valid bits/dim |" if bits else ""),
+              "| ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if bits else "")]
+    lines += [f"| {r['step']} | {r['epoch']:.2f} | {r['train_nll_nats']:.2f} | {r['valid_nll_nats']:.2f} |"
+              + (f" {r['train_bits_per_dim']:.4f} | {r['valid_bits_per_dim']:.4f} |" if bits else "") for r in records]
     if note:
         lines += ["", "Status: " + note]
     target = run / "README.md"

@@ -20,7 +20,7 @@ from ..files import atomic_write, writable_folder
 from ..generation import completion_rows
 from ..training.checkpoints import load_model_with_meta, resolve_model_path
 from ..training.evaluation import check_compatible, evaluate
-from ..visualize import image_grid, save_png
+from ..visualize import image_grid, save_completion_grid, save_png
 
 # The shipped checkpoints/binarized-mnist-diagonal-bilstm/best.safetensors: in a checkout this is a
 # link to it, and a wheel holds a copy (package data), so the demo runs without the repository too.
@@ -47,8 +47,7 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None, seed: int = 
     save_png(image_grid(samples, model.levels, columns=8), out / "samples.png", scale=3)
 
     rows = completion_rows(model, digits[:8], 14, 4, seed=seed)
-    grid = torch.stack(rows, dim=1).flatten(0, 1)
-    save_png(image_grid(grid, model.levels, columns=len(rows)), out / "completions.png", scale=3)
+    save_completion_grid(rows, model.levels, out / "completions.png", scale=3)
 
     figures = {
         "checkpoint": str(path), "architecture": model.config.architecture,

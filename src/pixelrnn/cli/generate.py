@@ -76,7 +76,7 @@ def complete_command(args: argparse.Namespace) -> None:
     from ..generation import completion_rows
     from ..training.checkpoints import load_model
     from ..training.evaluation import check_compatible
-    from ..visualize import image_grid, save_png
+    from ..visualize import save_completion_grid
 
     device = pick_device(args.device)
     make_parent(args.out)
@@ -91,8 +91,7 @@ def complete_command(args: argparse.Namespace) -> None:
     rows = completion_rows(model, images, args.known_rows, args.samples, labels=labels, seed=args.seed,
                            method=args.method, progress=True)
     # One row per image: original, occluded, then the completions (like the paper's Figure 1).
-    grid = torch.stack(rows, dim=1).flatten(0, 1)
-    save_png(image_grid(grid, model.levels, columns=len(rows)), args.out, scale=args.scale)
+    save_completion_grid(rows, model.levels, args.out, scale=args.scale)
     values = save_values(torch.stack(rows[2:], dim=1), args.out)
     shortfall = f" ({args.n} asked, {len(images)} available)" if len(images) < args.n else ""
     print(f"{len(images)} images{shortfall} x {args.samples} completions from the top {args.known_rows} "
