@@ -108,7 +108,7 @@ def save_png(picture: np.ndarray, path: str | Path, scale: int = 1) -> None:
     atomic_write(Path(path), buffer.getvalue())
 
 
-def save_completion_grid(rows: list[torch.Tensor], levels: int, path, scale: int = 3) -> None:
+def save_completion_grid(rows: list[torch.Tensor], levels: int, path: str | Path, scale: int = 3) -> None:
     """Save Figure-1 rows (2 + k tensors (B, C, H, W): originals, occluded, completions) as one PNG
     with a row per image."""
     grid = torch.stack(rows, dim=1).flatten(0, 1)
