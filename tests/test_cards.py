@@ -63,3 +63,18 @@ def test_a_card_without_the_runs_data_is_one_line(cifar_run, tmp_path, capsys):
     assert main(["card", str(cifar_run), "--samples", "0", "--completions", "2",
                  "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_card_shows_the_schedule_its_history_ran(tmp_path):
+    """Rate and batch changes set for steps after the last evaluation are a plan: the card's table
+    and command leave them out; those before it are kept."""
+    run = tmp_path / "run"
+    Trainer(TrainConfig(model="pixelcnn", dataset="digits", hidden=4, layers=1, head=8, steps=4, eval_every=4,
+                        checkpoint_every=4, lr_changes=[[2, 5e-4], [4, 1e-4], [50, 2e-5]],
+                        batch_changes=[[3, 8], [60, 4]], out=str(run)), progress=False).run()
+    assert main(["card", str(run), "--samples", "0"]) == 0
+    card = (run / "README.md").read_text()
+    assert "0.0005 from step 2" in card and "--lr-at 2:0.0005" in card
+    assert "8 from step 3" in card and "--batch-at 3:8" in card
+    for planned in ("from step 4", "from step 50", "from step 60", "--lr-at 4:", "--lr-at 50:", "--batch-at 60:"):
+        assert planned not in card, planned

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from test_training import pixelrnn_cli
 
 import pixelrnn
+from pixelrnn.data import dataset_info
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (ROOT / "checkpoints").iterdir() if p.is_dir())
@@ -27,6 +29,11 @@ def best_record(folder: Path) -> dict:
     return min(records, key=lambda r: r["valid_nll_nats"])
 
 
+def trained_levels(options: dict) -> int:
+    """The values per channel the run modelled: 2 for binarized data, else its dataset's."""
+    return 2 if options["binarize"] else dataset_info(options["dataset"]).levels
+
+
 def test_the_diagonal_bilstm_and_the_pixelcnn_are_shipped():
     names = {p.name for p in SHIPPED}
     assert {"binarized-mnist-diagonal-bilstm", "binarized-mnist-pixelcnn"} <= names
@@ -35,36 +42,49 @@ def test_the_diagonal_bilstm_and_the_pixelcnn_are_shipped():
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_shipped_model_matches_its_name_and_card(folder):
     model = pixelrnn.load_model(folder)
+    options = run_options(folder)
     expected = next(arch for suffix, arch in ARCHITECTURES.items() if f"-{suffix}" in folder.name)
-    assert model.config.architecture == expected and model.config.levels == 2
+    assert model.config.architecture == expected and model.config.levels == trained_levels(options)
+    assert folder.name.startswith(options["dataset"])
     card = (folder / "README.md").read_text()
     best = best_record(folder)
     assert f"**{best['valid_nll_nats']:.2f} ± {best['valid_nll_nats_stderr']:.2f} nats**" in card
     assert (folder / "curves.png").stat().st_size > 0
     assert "![samples](samples.png)" in card and (folder / "samples.png").stat().st_size > 0
     assert (folder / "best.safetensors").stat().st_size < 5_000_000  # "a few MB at most"
+    if model.levels > 2:  # natural images: bits/dim, and the paper's Figure 1
+        assert f"({best['valid_bits_per_dim']:.4f} bits/dim)" in card
+        assert "![completions](completions.png)" in card and (folder / "completions.png").stat().st_size > 0
 
 
 @pytest.fixture(scope="module")
-def test_file_folder(tmp_path_factory):
-    """A binarized_mnist_test.amat of the benchmark's format: 10,000 lines of 784 values."""
-    folder = tmp_path_factory.mktemp("binarized_mnist")
-    values = np.random.default_rng(0).integers(0, 2, (10_000, 784))
-    np.savetxt(folder / "binarized_mnist_test.amat", values, fmt="%d")
-    return folder
+def test_files(tmp_path_factory) -> dict[str, Path]:
+    """Folders holding a test file of each benchmark's own format, random values: binarized
+    MNIST's binarized_mnist_test.amat (10,000 lines of 784 values) and CIFAR-10's test_batch
+    (a pickled dict of 10,000 rows of 3,072 bytes, R, G then B planes)."""
+    rng = np.random.default_rng(0)
+    binary = tmp_path_factory.mktemp("binarized_mnist")
+    np.savetxt(binary / "binarized_mnist_test.amat", rng.integers(0, 2, (10_000, 784)), fmt="%d")
+    cifar = tmp_path_factory.mktemp("cifar10")
+    (cifar / "cifar-10-batches-py").mkdir()
+    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": rng.integers(0, 10, 10_000).tolist(),
+             b"data": rng.integers(0, 256, (10_000, 3072), dtype=np.uint8)}
+    (cifar / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    return {"binarized-mnist": binary, "cifar10": cifar}
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
-def test_shipped_model_evaluates_a_test_file(folder, test_file_folder):
-    """Every shipped model scores a benchmark test file (a class-conditional one: by its marginal)."""
-    result = pixelrnn_cli("evaluate", "--checkpoint", str(folder), "--dataset", "binarized-mnist",
-                          "--data-dir", str(test_file_folder), "--split", "test", "--limit", "5", "--json")
+def test_shipped_model_evaluates_a_test_file(folder, test_files):
+    """Every shipped model scores its benchmark's test file (a class-conditional one: by its
+    marginal; one trained on MNIST binarized by the package: the binarized-MNIST benchmark's)."""
+    dataset = "binarized-mnist" if trained_levels(run_options(folder)) == 2 else run_options(folder)["dataset"]
+    result = pixelrnn_cli("evaluate", "--checkpoint", str(folder), "--dataset", dataset,
+                          "--data-dir", str(test_files[dataset]), "--split", "test", "--limit", "5", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["split"] == "test" and report["images"] == 5 and report["nll_nats"] > 0
 
 
-@pytest.mark.skipif(not (SHARED / "binarized_mnist").is_dir(), reason="shared data folder absent")
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_shipped_model_scores_what_its_card_says_on_validation_images(folder):
     """The first 500 validation images of its run's data: within 4 standard errors of the card's
@@ -72,8 +92,10 @@ def test_shipped_model_scores_what_its_card_says_on_validation_images(folder):
     from pixelrnn.data import binarize_fixed, load_labeled
 
     options = run_options(folder)
-    split = load_labeled(options["dataset"], "valid", SHARED / options["dataset"].replace("-", "_"),
-                         labels=options.get("conditional", False))
+    data = SHARED / options["dataset"].replace("-", "_")
+    if not data.is_dir():
+        pytest.skip(f"shared data folder {data} absent")
+    split = load_labeled(options["dataset"], "valid", data, labels=options.get("conditional", False))
     images = binarize_fixed(split.images, 256, options["dataset"]) if options["binarize"] else split.images
     labels = None if split.labels is None else split.labels[:500]
     report = pixelrnn.evaluate(pixelrnn.load_model(folder), images[:500], labels=labels)

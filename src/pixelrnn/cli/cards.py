@@ -84,6 +84,10 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
         raise PixelRNNError(f"{run}: needs {BEST} and metrics.jsonl (a run with an evaluation)")
     config = json.loads((run / "run.json").read_text())
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    # the schedule the card's history saw: changes set for steps after its last evaluation (step S
+    # ran steps 0 .. S-1) are a plan, not yet part of how the run was trained
+    trained = records[-1]["step"]
+    config.update({key: [c for c in config.get(key, []) if c[0] < trained] for key in ("lr_changes", "batch_changes")})
     tensors, meta = read_checkpoint(run / BEST)
     model = model_from_checkpoint(run / BEST, tensors, meta)
     # redrawn with the schedule as it is now (a run's own plots show only the changes made by then)
