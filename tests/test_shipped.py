@@ -77,7 +77,8 @@ def test_files(tmp_path_factory) -> dict[str, Path]:
 def test_shipped_model_evaluates_a_test_file(folder, test_files):
     """Every shipped model scores its benchmark's test file (a class-conditional one: by its
     marginal; one trained on MNIST binarized by the package: the binarized-MNIST benchmark's)."""
-    dataset = "binarized-mnist" if trained_levels(run_options(folder)) == 2 else run_options(folder)["dataset"]
+    options = run_options(folder)
+    dataset = "binarized-mnist" if trained_levels(options) == 2 else options["dataset"]
     result = pixelrnn_cli("evaluate", "--checkpoint", str(folder), "--dataset", dataset,
                           "--data-dir", str(test_files[dataset]), "--split", "test", "--limit", "5", "--json")
     assert result.returncode == 0, result.stderr
