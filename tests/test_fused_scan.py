@@ -181,6 +181,22 @@ def test_without_a_compiler_the_pytorch_scan_runs_after_one_warning(monkeypatch)
         scan_kernel.load.cache_clear()
 
 
+def test_two_environments_sharing_a_cache_keep_a_build_each(monkeypatch):
+    """The compile command names PyTorch's and Python's header folders, and ninja rebuilds when the
+    command changes: two venvs (two checkouts) sharing ``~/.cache/pixelrnn`` must not take turns
+    rebuilding one folder, so each environment has a folder of its own."""
+    import sysconfig
+
+    here = scan_kernel.build_directory()
+    assert scan_kernel.build_directory() == here  # stable within one environment
+    real_paths = sysconfig.get_paths
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: {**real_paths(*a, **k), "include": "/other/python"})
+    assert scan_kernel.build_directory() != here
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__file__", "/other/venv/torch/__init__.py")
+    assert scan_kernel.build_directory() != here
+
+
 def test_a_lock_left_by_a_killed_process_does_not_block_the_next_load(tmp_path):
     """PyTorch's build lock outlives a process killed while loading; the next load must not wait on it."""
     if scan_kernel.load() is None:

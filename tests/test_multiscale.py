@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import (ARCHITECTURES, assert_cached_logits_equal, assert_samples_follow_the_model,
                      dependency_matrix, fit_to_correlated_images, tiny_multiscale, total_probability)
-from test_training import pixelrnn_cli
+from test_training import pixelrnn_cli_here
 
 import pixelrnn
 from pixelrnn.models.multiscale import given_by_small_image, subsample
@@ -135,21 +135,21 @@ def test_train_resume_evaluate_and_sample_from_the_command_line(tmp_path):
     common = ["train", "--model", "diagonal_bilstm", "--dataset", "digits", "--limit", "32", "--hidden", "4",
               "--layers", "1", "--batch-size", "8", "--checkpoint-every", "2", "--eval-every", "3",
               "--scale-factor", "2", "--quiet", "--out", str(run)]
-    assert pixelrnn_cli(*common, "--steps", "3").returncode == 0
-    resumed = pixelrnn_cli(*common, "--steps", "5", "--resume")
+    assert pixelrnn_cli_here(*common, "--steps", "3").returncode == 0
+    resumed = pixelrnn_cli_here(*common, "--steps", "5", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     model = pixelrnn.load_model(run / "last.safetensors")
     assert isinstance(model, pixelrnn.MultiScalePixelRNN) and model.factor == 2
-    result = pixelrnn_cli("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "test",
-                          "--limit", "20", "--json")
+    result = pixelrnn_cli_here("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "test",
+                               "--limit", "20", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert 0 < report["nll_nats"] < 784 * math.log(2) * 2
     assert report["nll_nats"] == pytest.approx(sum(report["stage_nll_nats"].values()))
-    text = pixelrnn_cli("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "test",
-                        "--limit", "20").stdout
+    text = pixelrnn_cli_here("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "test",
+                             "--limit", "20").stdout
     assert "for the small image (pixels (f i, f j), f = 2)" in text and "exact" in text
-    result = pixelrnn_cli("sample", "--checkpoint", str(run), "--n", "2", "--height", "6", "--out",
-                          str(tmp_path / "s.png"), "--seed", "0")
+    result = pixelrnn_cli_here("sample", "--checkpoint", str(run), "--n", "2", "--height", "6", "--out",
+                               str(tmp_path / "s.png"), "--seed", "0")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "s.png").stat().st_size > 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import ARCHITECTURES, tiny_model, tiny_multiscale
-from test_training import TRAIN, pixelrnn_cli
+from test_training import TRAIN, pixelrnn_cli_here
 
 import pixelrnn
 
@@ -60,10 +60,10 @@ def test_bf16_log_likelihoods_of_shipped_models(name):
 
 def test_precision_is_part_of_the_run(tmp_path):
     run = tmp_path / "run"
-    bf16 = pixelrnn_cli(*TRAIN, "--out", str(run), "--precision", "bf16", "--steps", "4")
+    bf16 = pixelrnn_cli_here(*TRAIN, "--out", str(run), "--precision", "bf16", "--steps", "4")
     assert bf16.returncode == 0, bf16.stderr
     assert json.loads((run / "run.json").read_text())["precision"] == "bf16"
-    fp32 = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "fp32"), "--steps", "4")
+    fp32 = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "fp32"), "--steps", "4")
     assert fp32.returncode == 0, fp32.stderr
     # The same run in float32 ends elsewhere (autocast acted), and not far (bf16 is close).
     a, b = (pixelrnn.load_model(r / "last.safetensors").requires_grad_(False) for r in (run, tmp_path / "fp32"))
@@ -72,7 +72,7 @@ def test_precision_is_part_of_the_run(tmp_path):
     from pixelrnn.cli.cards import write_card
 
     assert "--precision bf16" in write_card(run, samples=1).read_text()
-    refused = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "6", "--precision", "fp32")
+    refused = pixelrnn_cli_here("train", "--out", str(run), "--resume", "--steps", "6", "--precision", "fp32")
     assert refused.returncode == 2 and "a run with --precision bf16, not fp32" in refused.stderr
-    bad = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "bad"), "--precision", "fp16")
+    bad = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "bad"), "--precision", "fp16")
     assert bad.returncode == 2 and "--precision" in bad.stderr

@@ -66,11 +66,11 @@ def test_the_registry_feeds_the_checks(registered):
 
 
 def test_the_command_line_offers_every_registered_architecture():
-    from test_training import pixelrnn_cli
+    from test_training import pixelrnn_cli_here
 
-    help_text = " ".join(pixelrnn_cli("train", "--help").stdout.split())
+    help_text = " ".join(pixelrnn_cli_here("train", "--help").stdout.split())
     assert f"{', '.join(pixelrnn.ARCHITECTURES)} (required for a new run)" in help_text
     assert "gated_pixelcnn" in help_text
-    listed = pixelrnn_cli("architectures").stdout.splitlines()
+    listed = pixelrnn_cli_here("architectures").stdout.splitlines()
     assert [line.split()[0] for line in listed] == list(pixelrnn.ARCHITECTURES)
     assert "Gated PixelCNN (van den Oord et al. 2016b" in listed[-1] and "gated_pixelcnn.py" in listed[-1]

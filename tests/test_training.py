@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -24,8 +26,21 @@ TRAIN = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96",
 
 
 def pixelrnn_cli(*args, env=None):
+    """``python -m pixelrnn ARGS`` in a new process: exit status, stdout and stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "pixelrnn", *args], capture_output=True, text=True, env=env)
+
+
+def pixelrnn_cli_here(*args):
+    """The command line's ``main(ARGS)`` in this process, as :func:`pixelrnn_cli` reports it: for
+    the many refusal tests, which would otherwise spend most of their time importing torch."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = pixelrnn_main([str(arg) for arg in args])
+        except SystemExit as exit:  # argparse's own errors
+            status = exit.code if isinstance(exit.code, int) else 1
+    return subprocess.CompletedProcess(["pixelrnn", *args], status, stdout.getvalue(), stderr.getvalue())
 
 
 def weights(run_dir):
@@ -41,9 +56,17 @@ def rates_of_run(monkeypatch, trainer) -> list[float]:
     return rates
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert pixelrnn_cli(*TRAIN, "--out", str(straight)).returncode == 0
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """``pixelrnn train TRAIN`` run to its end without a stop: (its folder, the finished process)."""
+    straight = tmp_path_factory.mktemp("straight") / "run"
+    result = pixelrnn_cli(*TRAIN, "--out", str(straight))
+    assert result.returncode == 0, result.stderr
+    return straight, result
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path, straight_run):
+    (straight, _), killed = straight_run, tmp_path / "killed"
     crashed = pixelrnn_cli(*TRAIN, "--out", str(killed), env={"_PIXELRNN_TEST_SIGNAL_AT": "13:SIGKILL"})
     assert crashed.returncode == -signal.SIGKILL
     _, meta = ckpt.read_checkpoint(killed / ckpt.LAST)
@@ -59,10 +82,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
-def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(tmp_path, stop):
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    result = pixelrnn_cli(*TRAIN, "--out", str(straight))
-    assert result.returncode == 0
+def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(tmp_path, straight_run, stop):
+    (straight, result), stopped = straight_run, tmp_path / "stopped"
     logged = [line.split(" (")[0] for line in result.stderr.splitlines() if "): validation NLL" in line]
     assert logged == ["step 5", "step 10", "step 15", "step 20"]  # --quiet still logs each evaluation
     result = pixelrnn_cli(*TRAIN, "--out", str(stopped), env={"_PIXELRNN_TEST_SIGNAL_AT": f"13:{stop}"})
@@ -115,12 +136,12 @@ def test_sigterm_from_outside_stops_a_run_with_a_checkpoint_at_its_step(tmp_path
 def test_refuses_to_overwrite_a_run(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("mine")
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"))
+    result = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "exists and is not empty; pass --resume or --force" in result.stderr
-    assert pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--force").returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "run"), "--force").returncode == 0
     (tmp_path / "file").write_text("mine")
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "file"), "--force")
+    result = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "file"), "--force")
     assert result.returncode == 2 and "a file, not a run folder" in result.stderr
     assert (tmp_path / "file").read_text() == "mine"
 
@@ -129,17 +150,17 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     """A second process training into a folder that a run is writing gets a one-line error and
     changes nothing (not even with --force); the lock goes when its holder lets go."""
     run = tmp_path / "run"
-    assert pixelrnn_cli(*TRAIN, "--steps", "3", "--out", str(run)).returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, "--steps", "3", "--out", str(run)).returncode == 0
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     holder = RunLock(run)  # as a training process holds it
     RunLock(run).release()  # holders in one process share the lock: releasing one keeps the other's
-    for extra in (["--force"], ["--resume"]):
+    for extra in (["--force"], ["--resume"]):  # from another process
         result = pixelrnn_cli(*TRAIN, "--out", str(run), *extra)
         assert result.returncode == 2 and "is in use by another training process" in result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
         assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     holder.release()
-    assert pixelrnn_cli(*TRAIN, "--out", str(run), "--resume").returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, "--out", str(run), "--resume").returncode == 0
 
 
 def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):
@@ -293,24 +314,24 @@ def test_kernel_size_option(tmp_path):
     from pixelrnn.cli.cards import write_card
 
     run = tmp_path / "run"
-    first = pixelrnn_cli(*TRAIN, "--out", str(run), "--kernel-size", "5", "--steps", "2")
+    first = pixelrnn_cli_here(*TRAIN, "--out", str(run), "--kernel-size", "5", "--steps", "2")
     assert first.returncode == 0, first.stderr
     model = pixelrnn.load_model(run / ckpt.LAST)
     assert model.config.kernel_size == 5 and model.blocks[0].kernel_size == 5
     assert json.loads((run / "run.json").read_text())["kernel_size"] == 5
     card = write_card(run, samples=1).read_text()
     assert "kernel size 5" in card and "--kernel-size 5" in card
-    refused = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "4", "--kernel-size", "3")
+    refused = pixelrnn_cli_here("train", "--out", str(run), "--resume", "--steps", "4", "--kernel-size", "3")
     assert refused.returncode == 2 and "a run with --kernel-size 5, not 3" in refused.stderr
-    default = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "default"), "--steps", "2")
-    resumed = pixelrnn_cli("train", "--out", str(tmp_path / "default"), "--resume", "--steps", "3",
-                           "--kernel-size", "3", "--quiet")
+    default = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "default"), "--steps", "2")
+    resumed = pixelrnn_cli_here("train", "--out", str(tmp_path / "default"), "--resume", "--steps", "3",
+                                "--kernel-size", "3", "--quiet")
     assert default.returncode == 0 and resumed.returncode == 0, resumed.stderr
-    even = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "even"), "--kernel-size", "4")
+    even = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "even"), "--kernel-size", "4")
     assert even.returncode == 2 and "--kernel-size 4: needs an odd whole number >= 1" in even.stderr
     diagonal = [*TRAIN, "--out", str(tmp_path / "diagonal"), "--kernel-size", "5"]
     diagonal[diagonal.index("row_lstm")] = "diagonal_bilstm"
-    refused = pixelrnn_cli(*diagonal)
+    refused = pixelrnn_cli_here(*diagonal)
     assert refused.returncode == 2 and "the Diagonal BiLSTM's kernels are fixed" in refused.stderr
     assert not (tmp_path / "even").exists() and not (tmp_path / "diagonal").exists()
 
@@ -321,15 +342,15 @@ def test_head_option(tmp_path):
     from pixelrnn.cli.cards import write_card
 
     run = tmp_path / "run"
-    first = pixelrnn_cli(*TRAIN, "--out", str(run), "--head", "12", "--steps", "2")
+    first = pixelrnn_cli_here(*TRAIN, "--out", str(run), "--head", "12", "--steps", "2")
     assert first.returncode == 0, first.stderr
     model = pixelrnn.load_model(run / ckpt.LAST)
     assert model.config.head == 12 and model.head_hidden.out_features == 12
     assert json.loads((run / "run.json").read_text())["head"] == 12
     assert "--head 12" in write_card(run, samples=1).read_text()
-    refused = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "4", "--head", "32")
+    refused = pixelrnn_cli_here("train", "--out", str(run), "--resume", "--steps", "4", "--head", "32")
     assert refused.returncode == 2 and "a run with --head 12, not 32" in refused.stderr
-    zero = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "zero"), "--head", "0")
+    zero = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "zero"), "--head", "0")
     assert zero.returncode == 2 and "--head 0: needs a whole number >= 1" in zero.stderr
     assert not (tmp_path / "zero").exists()
 
@@ -382,7 +403,7 @@ def test_batch_size_schedule(tmp_path, monkeypatch):
         Trainer(TrainConfig(steps=12, batch_changes=[[5, 2]], out=str(resumed_dir), **config), resume=True)
     with pytest.raises(PixelRNNError, match="resumed run only"):
         Trainer(TrainConfig(steps=2, out=str(tmp_path / "new"), **config), new_batch_size=4)
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--batch-at", "10:a")
+    result = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "cli"), "--batch-at", "10:a")
     assert result.returncode == 2 and "is not STEP:SIZE" in result.stderr
 
 
@@ -390,17 +411,17 @@ def test_the_cards_command_reproduces_a_resumed_run(tmp_path):
     """A run resumed with a new rate, batch size and evaluation interval: the one command on its
     model card trains, from nothing, the same weights to the same step."""
     shipped, again = tmp_path / "shipped", tmp_path / "again"
-    assert pixelrnn_cli(*TRAIN, "--out", str(shipped), "--steps", "8").returncode == 0
-    resumed = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(shipped),
-                           "--resume", "--quiet", "--steps", "14", "--batch-size", "4", "--lr", "5e-4",
+    assert pixelrnn_cli_here(*TRAIN, "--out", str(shipped), "--steps", "8").returncode == 0
+    resumed = pixelrnn_cli_here("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(shipped),
+                                "--resume", "--quiet", "--steps", "14", "--batch-size", "4", "--lr", "5e-4",
                            "--eval-every", "3")
     assert resumed.returncode == 0, resumed.stderr
-    assert pixelrnn_cli("card", str(shipped)).returncode == 0
+    assert pixelrnn_cli_here("card", str(shipped)).returncode == 0
     card = (shipped / "README.md").read_text()
     command = card.split("```\n")[1].split("\n")[0].split()
     assert command[:2] == ["pixelrnn", "train"] and "--batch-at" in command and "--steps" in command
     command[command.index("--out") + 1] = str(again)
     assert command[command.index("--steps") + 1] == "14"
-    assert pixelrnn_cli(*command[1:], "--quiet").returncode == 0
+    assert pixelrnn_cli_here(*command[1:], "--quiet").returncode == 0
     for name, tensor in weights(shipped).items():
         assert torch.equal(tensor, weights(again)[name]), name

@@ -11,7 +11,7 @@ import torch
 
 from pixelrnn.training import checkpoints as ckpt
 from pixelrnn.errors import PixelRNNError
-from test_training import TRAIN, pixelrnn_cli, weights
+from test_training import TRAIN, pixelrnn_cli, pixelrnn_cli_here, weights
 
 CONFIG = dict(model="pixelcnn", dataset="digits", limit=40, hidden=4, layers=1, batch_size=8,
               checkpoint_every=2)
@@ -110,10 +110,10 @@ def test_averaging_can_start_on_a_resumed_run(tmp_path, monkeypatch):
 
 
 def test_a_decay_outside_0_1_is_refused(tmp_path):
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--ema", "1.5")
+    result = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "run"), "--ema", "1.5")
     assert result.returncode == 2 and "the decay must be in [0, 1)" in result.stderr
     assert not (tmp_path / "run").exists()
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "run"), "--ema-from", "5")
+    result = pixelrnn_cli_here(*TRAIN, "--out", str(tmp_path / "run"), "--ema-from", "5")
     assert result.returncode == 2 and "--ema-from STEP needs --ema DECAY" in result.stderr
 
 
@@ -122,11 +122,11 @@ def test_a_checkpoint_without_its_average_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
     run = tmp_path / "run"
-    assert pixelrnn_cli(*TRAIN, "--ema", "0.9", "--out", str(run)).returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, "--ema", "0.9", "--out", str(run)).returncode == 0
     with safe_open(run / ckpt.LAST, "pt") as f:
         metadata = f.metadata()
     kept = {k: v for k, v in load_file(run / ckpt.LAST).items() if not k.startswith("average.")}
     save_file(kept, run / ckpt.LAST, metadata)
-    result = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(run), "--resume",
-                          "--steps", "25", "--quiet")
+    result = pixelrnn_cli_here("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(run), "--resume",
+                               "--steps", "25", "--quiet")
     assert result.returncode == 2 and "the checkpoint's average is missing" in result.stderr

@@ -12,8 +12,9 @@ scan is used instead; ``PIXELRNN_NATIVE=0`` or :func:`set_enabled` turns it off.
 x86-64 builds target the CPU they run on (``-march=native``: AVX-512 where it is there, else
 AVX2, ...); ``PIXELRNN_NATIVE_MARCH`` names another target (``x86-64-v3`` for AVX2 and FMA,
 ``x86-64-v2``, ``x86-64`` for SSE2 only), to measure or test a build another machine would make.
-The build folder's name covers the source, PyTorch, the CPU's flags and the compiler flags, so
-one home folder shared by different CPUs never loads a build made for another.
+The build folder's name covers the source, PyTorch, the CPU's flags, the compiler flags and the
+environment's header folders, so one home folder shared by different CPUs never loads a build made
+for another, and two virtual environments sharing it never rebuild each other's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hashlib
 import os
 import platform
 import sys
+import sysconfig
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -55,14 +57,19 @@ def is_enabled() -> bool:
 
 
 def _machine_tag() -> str:
-    """Source, PyTorch and CPU, so a build for one machine is never loaded on another."""
+    """Source, PyTorch, CPU and the environment's header folders, so a build for one machine is
+    never loaded on another, and two environments sharing one cache (two checkouts, each with
+    its own venv) keep a build each instead of rebuilding each other's: the compile command
+    names PyTorch's and Python's headers, and ninja rebuilds when that command changes."""
     flags = ""
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
         flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
     except OSError:
         pass
-    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version, *_cflags()])
+    headers = [str(Path(torch.__file__).parent), sysconfig.get_paths()["include"]]
+    key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version, *headers,
+                    *_cflags()])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
