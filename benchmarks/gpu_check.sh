@@ -1,86 +1,112 @@
 #!/usr/bin/env bash
-# The GPU path in one run (about 5-8 minutes on one CUDA GPU), for a machine that has a CUDA build
+# The GPU path in one run (at most 8 minutes on one CUDA GPU), for a machine that has a CUDA build
 # of PyTorch (2.11 or later) and no network: nothing is installed, the package is taken from this
 # checkout (PYTHONPATH=src) and the C++ CPU kernel is not used. Writes its table to
-# ${OUT:-benchmarks/gpu-results}/gpu_check.md and every command's output beside it.
+# ${OUT:-benchmarks/gpu-results}/gpu_check.md and every command's output beside it; the bulky
+# things (the random image folder, the run's checkpoints, caches) go to a temporary folder.
 #
-#   bash benchmarks/gpu_check.sh
+#   bash benchmarks/gpu_check.sh           # on the GPU
+#   bash benchmarks/gpu_check.sh --smoke   # every step on the CPU at tiny sizes, in seconds: checks
+#                                          # the script itself (tests/test_gpu_check.py runs it)
 #
-# Measures: the CUDA tests; training throughput of every architecture at the paper's CIFAR-10
-# size (h = 128, 12 layers, head 1024, batch 16 and 64) in float32 and bf16; a one-GPU torchrun
-# training run of 300 steps from the command line; cached and naive sampling time at batch 64.
+# Measures: the CUDA tests (tests/test_devices.py: the models, samplers, bf16 and the command line
+# on the GPU against the CPU); training throughput and TFLOP/s of every architecture at the paper's
+# CIFAR-10 size (h = 128, 12 layers, head 1024, batch 16 and 64) in float32 and bf16; a one-GPU
+# torchrun training run of 300 steps from the command line; cached and naive sampling time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--smoke" ]; then
+  DEVICE=cpu HIDDEN=8 LAYERS=2 HEAD=16 BATCHES="2" STEPS=1 RUN_STEPS=4 RUN_BATCH=4 IMAGES=16
+  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(--collect-only) TRAIN_EXTRA=(--in-process --scan torch)
+elif [ -n "${1:-}" ]; then
+  echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
+  exit 2
+else
+  DEVICE=cuda HIDDEN=128 LAYERS=12 HEAD=1024 BATCHES="16 64" STEPS=10 RUN_STEPS=300 RUN_BATCH=64 IMAGES=512
+  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=() TRAIN_EXTRA=()
+fi
 OUT="${OUT:-benchmarks/gpu-results}"
 mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PIXELRNN_NATIVE=0
-export PIXELRNN_CACHE="$OUT/cache" PIXELRNN_DATA="$OUT/data"
+export PIXELRNN_CACHE="$WORK/cache" PIXELRNN_DATA="$WORK/data"
 REPORT="$OUT/gpu_check.md"
+SECTIONS="$WORK/sections.md"
+SUMMARY="$WORK/summary.md"
 PY="${PYTHON:-python3}"
 
-section() { printf '\n## %s\n\n```\n' "$1" >> "$REPORT"; }
-endsection() { printf '```\n' >> "$REPORT"; }
+printf '| step | exit | seconds |\n| --- | --- | --- |\n' > "$SUMMARY"
 run() {  # run LIMIT_S NAME COMMAND...: its output into the report and OUT/NAME.log
   local limit=$1 name=$2; shift 2
-  section "$name"
+  printf '\n## %s\n\n```\n' "$name" >> "$SECTIONS"
   local start=$SECONDS
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
-  grep -v '^\s*$' "$OUT/$name.log" | tail -40 >> "$REPORT"
-  echo "(exit $rc, $((SECONDS - start)) s)" >> "$REPORT"
-  endsection
+  grep -v '^\s*$' "$OUT/$name.log" | tail -40 >> "$SECTIONS"
+  local status=$rc
+  [ "$rc" = 124 ] && status="124 (stopped at its limit of $limit s)"
+  printf '```\n' >> "$SECTIONS"
+  printf '| %s | %s | %s |\n' "$name" "$status" "$((SECONDS - start))" >> "$SUMMARY"
 }
 
 {
-  echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC')${1:+ ($1)}"
   echo
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
   "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'available', torch.cuda.is_available())"
 } > "$REPORT" 2>&1
 
-if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "no CUDA device: nothing to measure" | tee -a "$REPORT"
   exit 1
 fi
 
-# 1. The tests that need CUDA (and the device-independent ones of the API), if pytest is there.
+# 1. The tests on the GPU (and the CPU's bf16 ones), if pytest is there.
 if "$PY" -c "import pytest" 2>/dev/null; then
-  run 240 cuda-tests "$PY" -m pytest -q -p no:cacheprovider tests/test_api.py tests/test_precision.py -k "cuda or bf16"
+  run 120 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" tests/test_devices.py tests/test_precision.py
 else
-  section cuda-tests; echo "pytest is not installed here: skipped" >> "$REPORT"; endsection
+  printf '| tests | pytest is not installed here: skipped | 0 |\n' >> "$SUMMARY"
 fi
 
 # 2. Training throughput at the paper's CIFAR-10 size, float32 and bf16.
 for precision in fp32 bf16; do
-  flag=""; [ "$precision" = bf16 ] && flag="--bf16"
-  run 150 "train-cifar-$precision" "$PY" benchmarks/training.py --device cuda --batch-sizes 16 64 --steps 10 \
-    --cifar-hidden 128 --cifar-layers 12 --cifar-head 1024 $flag
+  flag=(); [ "$precision" = bf16 ] && flag=(--bf16)
+  # shellcheck disable=SC2086  # BATCHES is a list of numbers
+  run 90 "train-$precision" "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $BATCHES \
+    --steps "$STEPS" --cifar-hidden "$HIDDEN" --cifar-layers "$LAYERS" --cifar-head "$HEAD" "${flag[@]}" \
+    "${TRAIN_EXTRA[@]}"
 done
 
-# 3. A one-GPU torchrun run from the command line: 300 steps of a CIFAR-sized model (bf16) on
-#    random data written as an image folder (no dataset download here).
-"$PY" - "$OUT/folder" <<'EOF' > /dev/null 2>&1
+# 3. A one-GPU torchrun run from the command line: a CIFAR-sized model (bf16) on random images
+#    written as an image folder (no dataset download here).
+"$PY" - "$WORK/folder" "$IMAGES" <<'EOF' > /dev/null 2>&1
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-root = Path(sys.argv[1])
+root, n = Path(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
-for split, n in (("train", 512), ("valid", 64)):
+for split, count in (("train", n), ("valid", n // 8)):
     (root / split).mkdir(parents=True, exist_ok=True)
-    for k in range(n):
+    for k in range(count):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / f"{k}.png")
 EOF
-run 150 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train --model gated_pixelcnn --dataset folder --data-dir "$OUT/folder" \
-  --hidden 128 --layers 12 --head 1024 --batch-size 64 --steps 300 --eval-every 300 --precision bf16 \
-  --out "$OUT/run" --force --quiet --device cuda
+run 90 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
+  --model gated_pixelcnn --dataset folder --data-dir "$WORK/folder" --hidden "$HIDDEN" --layers "$LAYERS" \
+  --head "$HEAD" --batch-size "$RUN_BATCH" --steps "$RUN_STEPS" --eval-every "$RUN_STEPS" --precision bf16 \
+  --out "$WORK/run" --force --quiet --device "$DEVICE"
+if [ -f "$WORK/run/metrics.jsonl" ]; then
+  printf '\nIts last metrics: `%s`\n' "$(tail -1 "$WORK/run/metrics.jsonl")" >> "$SECTIONS"
+fi
 
-# 4. Sampling: cached against naive, batch 64, 32x32x3 at h = 128 (4 layers, to keep the naive
+# 4. Sampling: cached against naive, 32x32x3 at the paper's h (fewer layers, to keep the naive
 #    sampler's share short).
-run 240 sampling "$PY" benchmarks/sampling.py --device cuda --batch-sizes 64 --naive-values 48 \
-  --cifar-hidden 128 --cifar-layers 4 --cifar-head 1024
+run 90 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
+  --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD"
 
+{ echo; cat "$SUMMARY"; cat "$SECTIONS"; } >> "$REPORT"
 echo "wrote $REPORT"

@@ -59,13 +59,14 @@ def main() -> None:
     parser.add_argument("--cifar-hidden", type=int, default=16)
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--cifar-head", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     keep_freed_memory()
     torch.manual_seed(0)
     archs = args.only or list(pixelrnn.ARCHITECTURES)
-    settings = [("mnist 28x28x1 L=2", 28, MNIST)]
+    settings = [] if args.skip_mnist else [("mnist 28x28x1 L=2", 28, MNIST)]
     if not args.skip_cifar:
         cifar = dict(channels=3, levels=256, hidden=args.cifar_hidden, layers=args.cifar_layers, head=args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}", 32,

@@ -4,10 +4,14 @@ Prints, for each architecture at its binarized-MNIST configuration (28x28, binar
 7 layers h=16; the PixelCNN at the common public configuration of 15 blocks,
 h=16, no skip connections) and at a CIFAR-sized one (32x32x3, 256 levels), the
 images per second of a full training step (forward, backward, RMSProp update),
-the peak memory, and the time of one epoch of 50,000 images.
+the peak memory, the time of one epoch of 50,000 images, and the work done:
+GFLOP per image of a step (the matrix products and convolutions, forward and
+backward, counted by torch.utils.flop_counter) and the TFLOP/s it runs at, so that
+architectures compare per FLOP.
 
-Each measurement runs in its own process so that the peak resident memory
-(CPU) or the peak allocated memory (CUDA) belongs to that configuration alone.
+On the CPU each measurement runs in its own process so that the peak resident
+memory belongs to that configuration alone; on CUDA they share this process and
+the peak allocated memory is reset for each.
 
     python benchmarks/training.py                   # everything, on CUDA if present
     python benchmarks/training.py --device cpu --batch-sizes 64 --only diagonal_bilstm
@@ -72,6 +76,18 @@ def training_step(arch: str, options: dict, size: int, batch: int, device: str =
     return model, step
 
 
+def flops_per_image(arch: str, options: dict, size: int, device: str) -> float:
+    """Floating-point operations of one training step per image: the matrix products and
+    convolutions of the forward and backward passes (torch.utils.flop_counter), counted on the plain
+    recurrences at batch 1 (the fused scans do the same products; the CPU kernel hides them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, step = training_step(arch, options, size, 1, device, reference=True)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
 def measure(arch: str, options: dict, size: int, batch: int, steps: int, device: str,
             bf16: bool, reference: bool) -> dict:
     model, step = training_step(arch, options, size, batch, device, bf16, reference)
@@ -90,7 +106,9 @@ def measure(arch: str, options: dict, size: int, batch: int, steps: int, device:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB -> MiB
-    return {"images_per_s": batch / seconds, "peak_mib": peak,
+    flops = flops_per_image(arch, options, size, device)
+    return {"images_per_s": batch / seconds, "peak_mib": peak, "gflop_per_image": flops / 1e9,
+            "tflop_per_s": flops * batch / seconds / 1e12,
             "params": pixelrnn.parameter_count(model), "threads": torch.get_num_threads()}
 
 
@@ -105,6 +123,7 @@ def main() -> None:
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--cifar-head", type=int, default=256)
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--kernel-size", type=int, default=3,
                         help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (default 3)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU or CUDA)")
@@ -115,6 +134,9 @@ def main() -> None:
                         help="measure beside N competing processes (default 0: the machine as it is)")
     parser.add_argument("--beside-threads", type=int, default=0, metavar="T",
                         help="each competing process runs T-thread matrix products (default: spins on one core)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="every measurement in this process (always on CUDA, whose peak memory is reset "
+                             "for each; on the CPU the peak is then the process's so far)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -131,7 +153,8 @@ def main() -> None:
         parser.error(f"--kernel-size: the kernels of {', '.join(fixed)} are fixed; leave them out with --only")
     kernel = {"kernel_size": args.kernel_size} if args.kernel_size != 3 else {}
     mnist = {a: {**o, "hidden": args.mnist_hidden or o["hidden"], **kernel} for a, o in MNIST.items()}
-    settings = [(f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16} k={args.kernel_size}", 28, mnist)]
+    settings = [] if args.skip_mnist else [
+        (f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16} k={args.kernel_size}", 28, mnist)]
     if not args.skip_cifar:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
@@ -145,7 +168,7 @@ def main() -> None:
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
-          f"{'peak MiB':>9} {'epoch (50k)':>12}")
+          f"{'peak MiB':>9} {'epoch (50k)':>12} {'GFLOP/img':>10} {'TFLOP/s':>8}")
     competitors = [competitor(args.beside_threads) for _ in range(args.beside)]
     try:
         run_settings(args, archs, settings)
@@ -176,13 +199,17 @@ def run_settings(args, archs, settings) -> None:
                 job = dict(arch=arch, options=table[arch], size=size, batch=batch,
                            steps=args.steps, device=args.device, bf16=args.bf16,
                            reference=args.reference)
-                out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
-                                     capture_output=True, text=True, check=True)
-                result = json.loads(out.stdout.strip().splitlines()[-1])
+                if args.in_process or args.device == "cuda":
+                    result = measure(**job)
+                else:
+                    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
+                                         capture_output=True, text=True, check=True)
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
                 epoch_min = 50_000 / result["images_per_s"] / 60
                 print(f"{label:42} {arch:16} {batch:>5} {result['params']:>9,} "
                       f"{result['images_per_s']:>8.1f} {result['peak_mib']:>9.0f} "
-                      f"{epoch_min:>9.1f} min  {result['threads']} thread(s)", flush=True)
+                      f"{epoch_min:>9.1f} min {result['gflop_per_image']:>10.2f} "
+                      f"{result['tflop_per_s']:>8.3f}  {result['threads']} thread(s)", flush=True)
 
 
 if __name__ == "__main__":

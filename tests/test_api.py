@@ -103,14 +103,6 @@ def test_defaults_follow_the_paper():
     assert natural.config.residual and natural.config.skip
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_cuda_matches_cpu(arch):
-    model = tiny_model(arch, 3, 8)
-    x = torch.randint(0, 8, (2, 3, 5, 5))
-    torch.testing.assert_close(model.cuda().log_prob(x.cuda()).cpu(), model.cpu().log_prob(x))
-
-
 def test_training_from_python(tmp_path):
     """pixelrnn.train(TrainConfig(...)) trains a run folder and returns the model it saved as best
     (with --ema, the averaged weights)."""

@@ -73,3 +73,29 @@ def test_evaluation_batches_change_nothing_and_fit_the_cpu():
     together, alone = per_image_nll(cifar, images), per_image_nll(cifar, images, batch_size=1)
     torch.testing.assert_close(together, alone, rtol=1e-6, atol=0)
     assert torch.allclose(together.sum(1), -cifar.log_prob(images).double(), rtol=1e-5)
+
+
+def test_evaluation_runs_float32_products_at_full_precision_and_restores_the_settings():
+    """No TF32 while a likelihood is evaluated (a GPU's default for convolutions), PyTorch's own
+    settings after, and the legacy flags still readable (the two TF32 APIs are never mixed)."""
+    from pixelrnn.training.evaluation import over_batches
+
+    backends = torch.backends
+    new_api = hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision")
+
+    def settings():
+        if new_api:
+            return backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision
+        return backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+
+    before, seen = settings(), []
+    model = tiny_model("pixelcnn", 1, 2)
+
+    def compute(x, start):
+        seen.append(settings())
+        return torch.zeros(len(x), 1)
+
+    over_batches(model, torch.zeros(5, 1, 3, 3), 2, False, "evaluating", compute, 1)
+    assert seen == [("ieee", "ieee") if new_api else (False, False)] * 3
+    assert settings() == before
+    assert backends.cudnn.allow_tf32 in (True, False)  # raises if the flags were left mixed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
@@ -67,6 +68,28 @@ def default_batch_size(model: AnyModel, images: torch.Tensor) -> int:
     return max(1, min(256, CPU_LOGITS_BYTES // per_image))
 
 
+@contextlib.contextmanager
+def full_float32():
+    """float32 products at full precision on CUDA while the block runs: by default PyTorch lets
+    cuDNN convolutions round float32 inputs to TF32 (10-bit mantissas) on Ampere and later GPUs,
+    which would make a GPU's NLL another figure than the CPU's. Training keeps PyTorch's default."""
+    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(conv, "conv") and hasattr(matmul, "fp32_precision"):  # torch >= 2.9; never mix the two APIs
+        saved = conv.conv.fp32_precision, matmul.fp32_precision
+        conv.conv.fp32_precision = matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            conv.conv.fp32_precision, matmul.fp32_precision = saved
+    else:
+        saved = conv.allow_tf32, matmul.allow_tf32
+        conv.allow_tf32 = matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            conv.allow_tf32, matmul.allow_tf32 = saved
+
+
 @torch.no_grad()
 def over_batches(model: AnyModel, images: torch.Tensor, batch_size: int | None, progress: bool, desc: str,
                  compute, columns: int) -> torch.Tensor:
@@ -83,10 +106,11 @@ def over_batches(model: AnyModel, images: torch.Tensor, batch_size: int | None, 
     device = next(model.parameters()).device
     out = []
     try:
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress,
-                          leave=False):
-            x = images[start : start + batch_size].to(device=device, dtype=torch.long)
-            out.append(compute(x, start).double().cpu())
+        with full_float32():
+            for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress,
+                              leave=False):
+                x = images[start : start + batch_size].to(device=device, dtype=torch.long)
+                out.append(compute(x, start).double().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, columns, dtype=torch.float64)

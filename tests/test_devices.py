@@ -1,0 +1,138 @@
+"""On an accelerator the models compute what they compute on the CPU (run by benchmarks/gpu_check.sh).
+
+Each test takes its device from ``DEVICES``: the CUDA device when this machine has one, none on
+a CPU-only machine (the tests skip; no test depends on a GPU). ``PIXELRNN_TEST_DEVICES=cpu``
+runs them with the CPU standing in for the accelerator, to check the tests themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+import torch
+from helpers import ARCHITECTURES, assert_cached_logits_equal, tiny_model, tiny_multiscale
+from test_conditional import CLASSES, conditional
+from test_training import TRAIN, pixelrnn_cli_here
+
+import pixelrnn
+
+
+def accelerators() -> list[str]:
+    named = os.environ.get("PIXELRNN_TEST_DEVICES")
+    if named:
+        return named.split(",")
+    return ["cuda"] if torch.cuda.is_available() else []
+
+
+DEVICES = accelerators()
+on_each_device = pytest.mark.parametrize("device", DEVICES or [pytest.param("cuda", marks=pytest.mark.skip(
+    reason="no CUDA device (PIXELRNN_TEST_DEVICES=cpu checks these tests on the CPU)"))])
+
+
+def log_prob_and_gradients(model, x, labels=None):
+    """(log_prob (B,), gradients of the mean NLL by parameter name), all on the CPU."""
+    model.zero_grad(set_to_none=True)
+    log_prob = model.log_prob(x, labels) if labels is not None else model.log_prob(x)
+    (-log_prob.mean()).backward()
+    grads = {name: p.grad.cpu() for name, p in model.named_parameters() if p.grad is not None}
+    return log_prob.detach().cpu(), grads
+
+
+def assert_same_on_device(model, x, device, labels=None):
+    """``model`` (float64, on the CPU) gives the same log-likelihoods and gradients on ``device``."""
+    expected, expected_grads = log_prob_and_gradients(model, x, labels)
+    moved = copy.deepcopy(model).to(device)
+    got, grads = log_prob_and_gradients(moved, x.to(device), None if labels is None else labels.to(device))
+    torch.testing.assert_close(got, expected)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], msg=lambda m, name=name: f"{name}: {m}")
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("channels,levels", [(1, 2), (3, 8)])
+def test_log_likelihoods_and_gradients_match_the_cpu(device, arch, channels, levels):
+    model = tiny_model(arch, channels, levels).train()
+    assert_same_on_device(model, torch.randint(0, levels, (3, channels, 5, 6)), device)
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_fused_recurrences_match_the_reference_loops(device, arch):
+    """The recurrent layers run on an accelerator through the PyTorch scan (the C++ kernel is the
+    CPU's): it must agree with the plain loops there, values and gradients."""
+    model = tiny_model(arch, 3, 8).to(device)
+    x = torch.randint(0, 8, (3, 3, 5, 6), device=device)
+    fused = log_prob_and_gradients(model.set_fused(True), x)
+    reference = log_prob_and_gradients(model.set_fused(False), x)
+    torch.testing.assert_close(fused[0], reference[0])
+    for name, grad in fused[1].items():
+        torch.testing.assert_close(grad, reference[1][name])
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_multiscale_and_class_conditional_models_match_the_cpu(device, arch):
+    assert_same_on_device(tiny_multiscale(arch, 3, 8), torch.randint(0, 8, (2, 3, 6, 6)), device)
+    labels = torch.tensor([0, 2, 1])
+    assert_same_on_device(conditional(tiny_model(arch, 3, 8, classes=CLASSES)),
+                          torch.randint(0, 8, (3, 3, 4, 5)), device, labels)
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cached_logits_equal_the_full_model(device, arch, channels):
+    model = tiny_model(arch, channels, 5).to(device)
+    assert_cached_logits_equal(model, torch.randint(0, 5, (2, channels, 4, 6), device=device), atol=1e-10)
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("method", ["cached", "naive"])
+def test_samples_drawn_on_the_device_are_the_cpu_samples(device, arch, method):
+    """The random numbers come from one CPU generator, so a seed draws the same images anywhere
+    (but where float rounding moves a probability across a drawn number)."""
+    model = tiny_model(arch, 3, 8)
+    on_cpu = pixelrnn.sample(model, 24, 4, 5, seed=5, method=method)
+    there = pixelrnn.sample(copy.deepcopy(model).to(device), 24, 4, 5, seed=5, method=method)
+    assert there.device.type == torch.device(device).type and there.dtype == torch.long
+    differing = (on_cpu != there.cpu()).flatten(1).any(1).float().mean().item()
+    assert differing <= 1 / 24
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_bf16_autocast_on_the_device(device, arch):
+    """As on the CPU (tests/test_precision.py): float32 likelihoods within 0.1% of float32's."""
+    model = tiny_model(arch, 3, 256).float().to(device)
+    x = torch.randint(0, 256, (6, 3, 8, 7), device=device)
+    with torch.no_grad():
+        exact = model.log_prob(x)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            mixed = model.log_prob(x)
+    assert mixed.dtype == torch.float32
+    assert ((mixed - exact).abs() / exact.abs()).max() < 1e-3
+    assert not torch.equal(mixed, exact)  # autocast did act
+
+
+@on_each_device
+def test_train_evaluate_and_sample_on_the_device(tmp_path, device):
+    """The command line end to end on the device; its run evaluates to the same NLL on the CPU."""
+    run = tmp_path / "run"
+    assert pixelrnn_cli_here(*TRAIN, "--out", run, "--device", device).returncode == 0
+    reports = {}
+    for where in (device, "cpu"):
+        result = pixelrnn_cli_here("evaluate", "--checkpoint", run, "--dataset", "digits", "--split", "valid",
+                                   "--limit", "64", "--json", "--device", where)
+        assert result.returncode == 0, result.stderr
+        reports[where] = json.loads(result.stdout)
+    assert reports[device]["nll_nats"] == pytest.approx(reports["cpu"]["nll_nats"], rel=1e-5)
+    drawn = pixelrnn_cli_here("sample", "--checkpoint", run, "--n", "4", "--seed", "0", "--device", device,
+                              "--out", tmp_path / "s.png")
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,43 @@
+"""benchmarks/gpu_check.sh, the one prepared GPU run, works end to end: a session lent a GPU has
+minutes of it, too few to debug the script there. ``--smoke`` runs every step on the CPU at tiny
+sizes (the tests are only collected)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pixelrnn
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ["tests", "train-fp32", "train-bf16", "train-torchrun", "sampling"]
+
+
+def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "results"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = (out / "gpu_check.md").read_text()
+    for step in STEPS:
+        assert re.search(rf"^\| {step} \| 0 \| \d+ \|$", report, re.M), f"step {step} failed:\n{report}"
+        assert (out / f"{step}.log").is_file()
+    assert re.search(r"\d+ tests? collected", (out / "tests.log").read_text())
+    for precision in ("fp32", "bf16"):
+        table = (out / f"train-{precision}.log").read_text()
+        for arch in pixelrnn.ARCHITECTURES:  # every architecture, with its FLOP count and rate
+            assert re.search(rf"cifar .* {arch} +2 .* min +\d+\.\d+ +\d+\.\d+ ", table), table
+    assert '"valid_bits_per_dim"' in report  # the torchrun run evaluated
+    sampling = (out / "sampling.log").read_text()
+    assert all(re.search(rf"cifar .* {arch} .*x$", sampling, re.M) for arch in pixelrnn.ARCHITECTURES), sampling
+    assert sorted(p.name for p in out.iterdir()) == sorted(["gpu_check.md", *(f"{s}.log" for s in STEPS)])
+
+
+def test_the_gpu_check_refuses_an_unknown_option(tmp_path):
+    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--fast"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "OUT": str(tmp_path)})
+    assert result.returncode == 2 and result.stderr.strip() == "usage: bash benchmarks/gpu_check.sh [--smoke]"
