@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pixelrnn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +43,18 @@ def test_the_gpu_check_refuses_an_unknown_option(tmp_path):
     result = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--fast"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "OUT": str(tmp_path)})
     assert result.returncode == 2 and result.stderr.strip() == "usage: bash benchmarks/gpu_check.sh [--smoke]"
+
+
+def test_the_checkout_stays_small_enough_to_copy_to_a_gpu_machine():
+    """The GPU machine gets a copy of the working tree, at most 64 MiB: the files git would copy
+    (tracked, and untracked but not ignored) stay under 60 MiB. Training states of finished runs
+    belong in releases, not in the tree."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    paths = [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    sizes = sorted(((p.stat().st_size, p) for p in paths if p.is_file()), reverse=True)
+    total = sum(size for size, _ in sizes)
+    largest = ", ".join(f"{p.relative_to(ROOT)} ({size / 2**20:.1f} MiB)" for size, p in sizes[:3])
+    assert total < 60 * 2**20, f"the checkout holds {total / 2**20:.1f} MiB; largest: {largest}"
