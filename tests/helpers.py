@@ -144,3 +144,12 @@ def assert_samples_follow_the_model(model, height: int, width: int, method: str,
     index = (samples.flatten(1) * (levels ** torch.arange(samples[0].numel() - 1, -1, -1))).sum(1)
     counts = torch.bincount(index, minlength=len(images)).double()
     assert chi_square_p_value(counts, probs) > 1e-3
+
+
+def float32_product_settings() -> tuple:
+    """PyTorch's TF32 settings for cuDNN convolutions and CUDA matrix products, and the value both
+    have at full float32 precision: ((conv, matmul), exact)."""
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):
+        return (backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision), "ieee"
+    return (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32), False

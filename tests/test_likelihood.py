@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import ARCHITECTURES, tiny_model, total_probability
+from helpers import ARCHITECTURES, float32_product_settings, tiny_model, total_probability
 
 import pixelrnn
 
@@ -80,22 +80,14 @@ def test_evaluation_runs_float32_products_at_full_precision_and_restores_the_set
     settings after, and the legacy flags still readable (the two TF32 APIs are never mixed)."""
     from pixelrnn.training.evaluation import over_batches
 
-    backends = torch.backends
-    new_api = hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision")
-
-    def settings():
-        if new_api:
-            return backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision
-        return backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
-
-    before, seen = settings(), []
-    model = tiny_model("pixelcnn", 1, 2)
+    before, exact = float32_product_settings()
+    seen = []
 
     def compute(x, start):
-        seen.append(settings())
+        seen.append(float32_product_settings()[0])
         return torch.zeros(len(x), 1)
 
-    over_batches(model, torch.zeros(5, 1, 3, 3), 2, False, "evaluating", compute, 1)
-    assert seen == [("ieee", "ieee") if new_api else (False, False)] * 3
-    assert settings() == before
-    assert backends.cudnn.allow_tf32 in (True, False)  # raises if the flags were left mixed
+    over_batches(tiny_model("pixelcnn", 1, 2), torch.zeros(5, 1, 3, 3), 2, False, "evaluating", compute, 1)
+    assert seen == [(exact, exact)] * 3
+    assert float32_product_settings()[0] == before
+    assert torch.backends.cudnn.allow_tf32 in (True, False)  # raises if the flags were left mixed

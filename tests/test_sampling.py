@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import (ARCHITECTURES, assert_cached_logits_equal, assert_samples_follow_the_model,
-                     chi_square_p_value, fit_to_correlated_images, tiny_model)
+                     chi_square_p_value, fit_to_correlated_images, float32_product_settings, tiny_model)
 
 import pixelrnn
 from pixelrnn.errors import PixelRNNError
@@ -105,3 +105,21 @@ def test_bad_arguments():
         pixelrnn.sample(model, 1, 2, 2, temperature=0)
     with pytest.raises(PixelRNNError, match=r"known rows \(--known-rows\) .*: must be in 0..4"):
         pixelrnn.complete(model, torch.zeros(1, 1, 4, 4, dtype=torch.long), 5)
+
+
+def test_samplers_run_float32_products_at_full_precision(monkeypatch):
+    """No TF32 while values are drawn (so a seed draws the CPU's images on a GPU too), PyTorch's
+    own settings after."""
+    model = tiny_model("row_lstm", 1, 2)
+    before, exact = float32_product_settings()
+    seen = []
+    forward = type(model).forward
+
+    def watched(self, *args, **kwargs):
+        seen.append(float32_product_settings()[0])
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", watched)
+    pixelrnn.sample(model, 2, 2, 2, seed=0, method="naive")
+    assert seen and set(seen) == {(exact, exact)}
+    assert float32_product_settings()[0] == before

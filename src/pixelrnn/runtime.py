@@ -1,8 +1,10 @@
 """Process-level settings: faster CPU training (glibc malloc), CPU threads that follow the
-machine's load, and the device to run on; used by the CLI, the trainer and the benchmarks."""
+machine's load, the device to run on, and full float32 precision on GPUs; used by the CLI, the
+trainer, evaluation, sampling and the benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -154,3 +156,26 @@ class LoadAwareThreads:
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
         return threads
+
+
+@contextlib.contextmanager
+def full_float32():
+    """float32 products at full precision on CUDA while the block runs: by default PyTorch lets
+    cuDNN convolutions round float32 inputs to TF32 (10-bit mantissas) on Ampere and later GPUs,
+    which would make a GPU's NLL another figure than the CPU's (used by evaluation and sampling;
+    training keeps PyTorch's default)."""
+    import torch
+
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        flags, exact = [(backends.cudnn.conv, "fp32_precision"), (backends.cuda.matmul, "fp32_precision")], "ieee"
+    else:  # the legacy flags; never mix the two APIs (PyTorch refuses to read flags set by both)
+        flags, exact = [(backends.cudnn, "allow_tf32"), (backends.cuda.matmul, "allow_tf32")], False
+    saved = [getattr(owner, name) for owner, name in flags]
+    for owner, name in flags:
+        setattr(owner, name, exact)
+    try:
+        yield
+    finally:
+        for (owner, name), value in zip(flags, saved):
+            setattr(owner, name, value)

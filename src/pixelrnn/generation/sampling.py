@@ -21,6 +21,7 @@ import math
 import torch
 
 from ..errors import PixelRNNError
+from ..runtime import full_float32
 
 METHODS = ("cached", "naive")
 
@@ -76,6 +77,7 @@ class NaiveCache:
 
 
 @torch.no_grad()
+@full_float32()  # no TF32 on a GPU: a seed draws the CPU's images, up to float rounding
 def raster_fill(cache, images: torch.Tensor, given: torch.Tensor, generator: torch.Generator,
                 temperature: float, progress, desc: str = "sampling") -> torch.Tensor:
     """Fill the pixels of ``images`` (B, C, H, W) long where ``given`` (H, W) is False, in

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
@@ -12,6 +11,7 @@ import torch
 from ..errors import PixelRNNError
 from ..models.distribution import bits_per_dim
 from ..models.multiscale import AnyModel
+from ..runtime import full_float32
 
 
 @dataclass(frozen=True)
@@ -66,28 +66,6 @@ def default_batch_size(model: AnyModel, images: torch.Tensor) -> int:
         return 256
     per_image = images[0].numel() * model.levels * 4 if len(images) else 1
     return max(1, min(256, CPU_LOGITS_BYTES // per_image))
-
-
-@contextlib.contextmanager
-def full_float32():
-    """float32 products at full precision on CUDA while the block runs: by default PyTorch lets
-    cuDNN convolutions round float32 inputs to TF32 (10-bit mantissas) on Ampere and later GPUs,
-    which would make a GPU's NLL another figure than the CPU's. Training keeps PyTorch's default."""
-    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    if hasattr(conv, "conv") and hasattr(matmul, "fp32_precision"):  # torch >= 2.9; never mix the two APIs
-        saved = conv.conv.fp32_precision, matmul.fp32_precision
-        conv.conv.fp32_precision = matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            conv.conv.fp32_precision, matmul.fp32_precision = saved
-    else:
-        saved = conv.allow_tf32, matmul.allow_tf32
-        conv.allow_tf32 = matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            conv.allow_tf32, matmul.allow_tf32 = saved
 
 
 @torch.no_grad()
