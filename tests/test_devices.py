@@ -78,9 +78,9 @@ def test_the_fused_recurrences_match_the_reference_loops(device, arch):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_multiscale_and_class_conditional_models_match_the_cpu(device, arch):
     assert_same_on_device(tiny_multiscale(arch, 3, 8), torch.randint(0, 8, (2, 3, 6, 6)), device)
-    labels = torch.tensor([0, 2, 1])
-    assert_same_on_device(conditional(tiny_model(arch, 3, 8, classes=CLASSES)),
-                          torch.randint(0, 8, (3, 3, 4, 5)), device, labels)
+    model, x = conditional(tiny_model(arch, 3, 8, classes=CLASSES)), torch.randint(0, 8, (3, 3, 4, 5))
+    assert_same_on_device(model, x, device, labels=torch.tensor([0, 2, 1]))  # p(x | y)
+    assert_same_on_device(model, x, device)  # the exact marginal p(x), summed over the classes
 
 
 @on_each_device
@@ -97,7 +97,17 @@ def test_cached_logits_equal_the_full_model(device, arch, channels):
 def test_samples_drawn_on_the_device_are_the_cpu_samples(device, arch, method):
     """The random numbers come from one CPU generator, so a seed draws the same images anywhere
     (but where float rounding moves a probability across a drawn number)."""
-    model = tiny_model(arch, 3, 8)
+    assert_same_samples_on_device(tiny_model(arch, 3, 8), device, method)
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ["pixelcnn", "diagonal_bilstm"])
+def test_class_conditional_samples_on_the_device_are_the_cpu_samples(device, arch):
+    """Without labels the classes are drawn from the prior first, from the same CPU generator."""
+    assert_same_samples_on_device(conditional(tiny_model(arch, 3, 8, classes=CLASSES)), device, "cached")
+
+
+def assert_same_samples_on_device(model, device, method):
     on_cpu = pixelrnn.sample(model, 24, 4, 5, seed=5, method=method)
     there = pixelrnn.sample(copy.deepcopy(model).to(device), 24, 4, 5, seed=5, method=method)
     assert there.device.type == torch.device(device).type and there.dtype == torch.long

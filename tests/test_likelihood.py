@@ -91,3 +91,39 @@ def test_evaluation_runs_float32_products_at_full_precision_and_restores_the_set
     assert seen == [(exact, exact)] * 3
     assert float32_product_settings()[0] == before
     assert torch.backends.cudnn.allow_tf32 in (True, False)  # raises if the flags were left mixed
+
+
+def test_overlapping_evaluations_in_threads_restore_pytorchs_settings():
+    """The settings are the process's: the page samples in threads, so passes that overlap in time
+    (begun and ended in any order) leave PyTorch's settings as they found them."""
+    import threading
+
+    from pixelrnn.runtime import full_float32
+
+    before, exact = float32_product_settings()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with full_float32():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with full_float32():
+            second_in.set()
+            first_out.wait(10)
+            seen.append(float32_product_settings()[0])  # after the first pass ended
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert seen == [(exact, exact)]
+    assert float32_product_settings()[0] == before
+    with full_float32(), full_float32():  # nested in one thread
+        assert float32_product_settings()[0] == (exact, exact)
+    assert float32_product_settings()[0] == before

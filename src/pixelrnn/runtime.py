@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import threading
 import time
 
 from .errors import PixelRNNError
@@ -158,24 +159,47 @@ class LoadAwareThreads:
         return threads
 
 
-@contextlib.contextmanager
-def full_float32():
-    """float32 products at full precision on CUDA while the block runs: by default PyTorch lets
-    cuDNN convolutions round float32 inputs to TF32 (10-bit mantissas) on Ampere and later GPUs,
-    which would make a GPU's NLL another figure than the CPU's (used by evaluation and sampling;
-    training keeps PyTorch's default)."""
-    import torch
+class _FullFloat32:
+    """float32 products at full precision on CUDA while any block under it runs: by default PyTorch
+    lets cuDNN convolutions round float32 inputs to TF32 (10-bit mantissas) on Ampere and later
+    GPUs, which would make a GPU's NLL another figure than the CPU's (used by evaluation and
+    sampling; training keeps PyTorch's default). The settings are the process's, so blocks may
+    nest and overlap in threads (the page samples in threads): the first to enter saves them, the
+    last to leave restores them."""
 
-    backends = torch.backends
-    if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
-        flags, exact = [(backends.cudnn.conv, "fp32_precision"), (backends.cuda.matmul, "fp32_precision")], "ieee"
-    else:  # the legacy flags; never mix the two APIs (PyTorch refuses to read flags set by both)
-        flags, exact = [(backends.cudnn, "allow_tf32"), (backends.cuda.matmul, "allow_tf32")], False
-    saved = [getattr(owner, name) for owner, name in flags]
-    for owner, name in flags:
-        setattr(owner, name, exact)
-    try:
-        yield
-    finally:
-        for (owner, name), value in zip(flags, saved):
-            setattr(owner, name, value)
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.saved: list = []
+
+    @staticmethod
+    def flags():
+        """([(owner, attribute)], the value at full precision) of the API this torch has."""
+        import torch
+
+        backends = torch.backends
+        if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+            return [(backends.cudnn.conv, "fp32_precision"), (backends.cuda.matmul, "fp32_precision")], "ieee"
+        # the legacy flags; never mix the two APIs (PyTorch refuses to read flags set by both)
+        return [(backends.cudnn, "allow_tf32"), (backends.cuda.matmul, "allow_tf32")], False
+
+    @contextlib.contextmanager
+    def __call__(self):
+        flags, exact = self.flags()
+        with self.lock:
+            if self.depth == 0:
+                self.saved = [getattr(owner, name) for owner, name in flags]
+                for owner, name in flags:
+                    setattr(owner, name, exact)
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.depth -= 1
+                if self.depth == 0:
+                    for (owner, name), value in zip(flags, self.saved):
+                        setattr(owner, name, value)
+
+
+full_float32 = _FullFloat32()
