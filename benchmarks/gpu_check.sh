@@ -11,19 +11,21 @@
 #
 # Measures: the CUDA tests (tests/test_devices.py: the models, samplers, bf16 and the command line
 # on the GPU against the CPU); training throughput and TFLOP/s of every architecture at the paper's
-# CIFAR-10 size (h = 128, 12 layers, head 1024, batch 16 and 64) in float32 and bf16; a one-GPU
-# torchrun training run of 300 steps from the command line; cached and naive sampling time.
+# CIFAR-10 sizes (h = 128, head 1024, 15 PixelCNN or 12 recurrent layers; batch 16 and 64) in
+# float32 and bf16; a one-GPU torchrun training run of 300 steps from the command line; cached and
+# naive sampling time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--smoke" ]; then
   DEVICE=cpu HIDDEN=8 LAYERS=2 HEAD=16 BATCHES="2" STEPS=1 RUN_STEPS=4 RUN_BATCH=4 IMAGES=16
-  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(--collect-only) TRAIN_EXTRA=(--in-process --scan torch)
+  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(--collect-only)
+  TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
 elif [ -n "${1:-}" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
   exit 2
 else
-  DEVICE=cuda HIDDEN=128 LAYERS=12 HEAD=1024 BATCHES="16 64" STEPS=10 RUN_STEPS=300 RUN_BATCH=64 IMAGES=512
-  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=() TRAIN_EXTRA=()
+  DEVICE=cuda HIDDEN=128 LAYERS=15 HEAD=1024 BATCHES="16 64" STEPS=10 RUN_STEPS=300 RUN_BATCH=64 IMAGES=512
+  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=() TRAIN_SIZES=(--paper-cifar)
 fi
 OUT="${OUT:-benchmarks/gpu-results}"
 mkdir -p "$OUT"
@@ -75,12 +77,11 @@ for precision in fp32 bf16; do
   flag=(); [ "$precision" = bf16 ] && flag=(--bf16)
   # shellcheck disable=SC2086  # BATCHES is a list of numbers
   run 90 "train-$precision" "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $BATCHES \
-    --steps "$STEPS" --cifar-hidden "$HIDDEN" --cifar-layers "$LAYERS" --cifar-head "$HEAD" "${flag[@]}" \
-    "${TRAIN_EXTRA[@]}"
+    --steps "$STEPS" "${TRAIN_SIZES[@]}" "${flag[@]}"
 done
 
-# 3. A one-GPU torchrun run from the command line: a CIFAR-sized model (bf16) on random images
-#    written as an image folder (no dataset download here).
+# 3. A one-GPU torchrun run from the command line: a Gated PixelCNN of the paper's CIFAR-10 size
+#    (bf16) on random images written as an image folder (no dataset download here).
 "$PY" - "$WORK/folder" "$IMAGES" <<'EOF' > /dev/null 2>&1
 import sys
 from pathlib import Path

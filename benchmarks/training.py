@@ -53,6 +53,11 @@ MNIST = {
 }
 
 
+# The paper's CIFAR-10 models (Table 3): h = 128, 1024 output features; 15 PixelCNN layers, 12
+# recurrent ones (the Gated PixelCNN, not in the paper, as deep as its PixelCNN).
+PAPER_CIFAR_LAYERS = {"pixelcnn": 15, "gated_pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 12}
+
+
 def cifar_options(hidden: int, layers: int, head: int) -> dict:
     return dict(channels=3, levels=256, hidden=hidden, layers=layers, head=head)
 
@@ -123,6 +128,9 @@ def main() -> None:
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--cifar-head", type=int, default=256)
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--paper-cifar", action="store_true",
+                        help="the paper's CIFAR-10 sizes: h = 128, head 1024, 15 PixelCNN or 12 recurrent layers "
+                             "(instead of --cifar-hidden, --cifar-layers, --cifar-head)")
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--kernel-size", type=int, default=3,
                         help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (default 3)")
@@ -155,7 +163,10 @@ def main() -> None:
     mnist = {a: {**o, "hidden": args.mnist_hidden or o["hidden"], **kernel} for a, o in MNIST.items()}
     settings = [] if args.skip_mnist else [
         (f"mnist 28x28x1 L=2 h={args.mnist_hidden or 16} k={args.kernel_size}", 28, mnist)]
-    if not args.skip_cifar:
+    if args.paper_cifar and not args.skip_cifar:
+        paper = {a: {**cifar_options(128, PAPER_CIFAR_LAYERS[a], 1024), **kernel} for a in archs}
+        settings.append(("cifar 32x32x3 L=256 h=128 paper's layers", 32, paper))
+    elif not args.skip_cifar:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
                          32, {a: {**cifar, **kernel} for a in archs}))
