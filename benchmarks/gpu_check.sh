@@ -6,8 +6,9 @@
 # things (the random image folder, the run's checkpoints, caches) go to a temporary folder.
 #
 #   bash benchmarks/gpu_check.sh           # on the GPU
-#   bash benchmarks/gpu_check.sh --smoke   # every step on the CPU at tiny sizes, in seconds: checks
-#                                          # the script itself (tests/test_gpu_check.py runs it)
+#   bash benchmarks/gpu_check.sh --smoke   # every step on the CPU at tiny sizes, in seconds, the CPU
+#                                          # standing in for the GPU in the device tests: checks the
+#                                          # script and those tests (tests/test_gpu_check.py runs it)
 #
 # Measures: the CUDA tests (tests/test_devices.py: the models, samplers, bf16 and the command line
 # on the GPU against the CPU); training throughput and TFLOP/s of every architecture at the paper's
@@ -18,14 +19,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--smoke" ]; then
   DEVICE=cpu HIDDEN=8 LAYERS=2 HEAD=16 BATCHES="2" STEPS=1 RUN_STEPS=4 RUN_BATCH=4 IMAGES=16
-  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(--collect-only)
+  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(tests/test_devices.py)
+  export PIXELRNN_TEST_DEVICES=cpu  # the CPU stands in for the GPU in the device tests
   TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
 elif [ -n "${1:-}" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
   exit 2
 else
   DEVICE=cuda HIDDEN=128 LAYERS=15 HEAD=1024 BATCHES="16 64" STEPS=10 RUN_STEPS=300 RUN_BATCH=64 IMAGES=512
-  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=() TRAIN_SIZES=(--paper-cifar)
+  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=(tests/test_devices.py tests/test_precision.py)
+  TRAIN_SIZES=(--paper-cifar)
 fi
 OUT="${OUT:-benchmarks/gpu-results}"
 mkdir -p "$OUT"
@@ -67,7 +70,7 @@ fi
 
 # 1. The tests on the GPU (and the CPU's bf16 ones), if pytest is there.
 if "$PY" -c "import pytest" 2>/dev/null; then
-  run 120 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" tests/test_devices.py tests/test_precision.py
+  run 120 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 else
   printf '| tests | pytest is not installed here: skipped | 0 |\n' >> "$SUMMARY"
 fi
