@@ -7,7 +7,8 @@ images per second of a full training step (forward, backward, RMSProp update),
 the peak memory, the time of one epoch of 50,000 images, and the work done:
 GFLOP per image of a step (the matrix products and convolutions, forward and
 backward, counted by torch.utils.flop_counter) and the TFLOP/s it runs at, so that
-architectures compare per FLOP.
+architectures compare per FLOP, and the operators a step dispatches (on a GPU, a
+step of many small operators is bound by them rather than by its FLOPs).
 
 On the CPU each measurement runs in its own process so that the peak resident
 memory belongs to that configuration alone; on CUDA they share this process and
@@ -40,6 +41,7 @@ import sys
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelrnn
 from pixelrnn.layers import scan_kernel
@@ -93,11 +95,25 @@ def flops_per_image(arch: str, options: dict, size: int, device: str) -> float:
     return float(counter.get_total_flops())
 
 
+class OperatorCount(TorchDispatchMode):
+    """Counts the operators PyTorch dispatches (views included): on a GPU each costs host time and
+    most launch a kernel, so a step of many small operators is bound by them, not by its FLOPs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 def measure(arch: str, options: dict, size: int, batch: int, steps: int, device: str,
             bf16: bool, reference: bool) -> dict:
     model, step = training_step(arch, options, size, batch, device, bf16, reference)
     step()  # warm-up: first-touch allocations
-    step()
+    with OperatorCount() as operators:  # the second warm-up step, on the path measured
+        step()
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -113,6 +129,7 @@ def measure(arch: str, options: dict, size: int, batch: int, steps: int, device:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB -> MiB
     flops = flops_per_image(arch, options, size, device)
     return {"images_per_s": batch / seconds, "peak_mib": peak, "gflop_per_image": flops / 1e9,
+            "operators": operators.count,
             "tflop_per_s": flops * batch / seconds / 1e12,
             "params": pixelrnn.parameter_count(model), "threads": torch.get_num_threads()}
 
@@ -170,7 +187,8 @@ def main() -> None:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
                          32, {a: {**cifar, **kernel} for a in archs}))
-    os.environ["PIXELRNN_NATIVE"] = "1" if args.scan == "native" else "0"
+    os.environ["PIXELRNN_NATIVE"] = "1" if args.scan == "native" else "0"  # the worker processes
+    scan_kernel.set_enabled(args.scan == "native")  # this one (--in-process; CUDA)
     path = "reference" if args.reference else "fused"
     if not args.reference and args.device == "cpu":
         native = args.scan == "native" and scan_kernel.load() is not None  # build it before timing
@@ -179,7 +197,7 @@ def main() -> None:
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
-          f"{'peak MiB':>9} {'epoch (50k)':>12} {'GFLOP/img':>10} {'TFLOP/s':>8}")
+          f"{'peak MiB':>9} {'epoch (50k)':>12} {'GFLOP/img':>10} {'TFLOP/s':>8} {'ops/step':>9}")
     competitors = [competitor(args.beside_threads) for _ in range(args.beside)]
     try:
         run_settings(args, archs, settings)
@@ -220,7 +238,8 @@ def run_settings(args, archs, settings) -> None:
                 print(f"{label:42} {arch:16} {batch:>5} {result['params']:>9,} "
                       f"{result['images_per_s']:>8.1f} {result['peak_mib']:>9.0f} "
                       f"{epoch_min:>9.1f} min {result['gflop_per_image']:>10.2f} "
-                      f"{result['tflop_per_s']:>8.3f}  {result['threads']} thread(s)", flush=True)
+                      f"{result['tflop_per_s']:>8.3f} {result['operators']:>9,}  {result['threads']} thread(s)",
+                      flush=True)
 
 
 if __name__ == "__main__":

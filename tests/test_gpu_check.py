@@ -31,8 +31,13 @@ def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
     assert re.search(r"^\d+ passed in ", (out / "tests.log").read_text(), re.M)  # none skipped: the CPU stood in
     for precision in ("fp32", "bf16"):
         table = (out / f"train-{precision}.log").read_text()
-        for arch in pixelrnn.ARCHITECTURES:  # every architecture, with its FLOP count and rate
-            assert re.search(rf"cifar .* {arch} +2 .* min +\d+\.\d+ +\d+\.\d+ ", table), table
+        operators = {}
+        for arch in pixelrnn.ARCHITECTURES:  # every architecture, with its FLOP count, rate and operators
+            row = re.search(rf"cifar .* {arch} +2 .* min +\d+\.\d+ +\d+\.\d+ +([\d,]+) ", table)
+            assert row, table
+            operators[arch] = int(row[1].replace(",", ""))
+        # the GPU's path: the recurrences on the PyTorch scan, an operator or more per cell and step
+        assert operators["row_lstm"] > 5 * operators["pixelcnn"], table
     assert '"valid_bits_per_dim"' in report  # the torchrun run evaluated
     sampling = (out / "sampling.log").read_text()
     assert all(re.search(rf"cifar .* {arch} .*x$", sampling, re.M) for arch in pixelrnn.ARCHITECTURES), sampling
