@@ -42,6 +42,7 @@ SUMMARY="$WORK/summary.md"
 PY="${PYTHON:-python3}"
 
 printf '| step | exit | seconds |\n| --- | --- | --- |\n' > "$SUMMARY"
+FAILED=0
 run() {  # run LIMIT_S NAME COMMAND...: its output into the report and OUT/NAME.log
   local limit=$1 name=$2; shift 2
   printf '\n## %s\n\n```\n' "$name" >> "$SECTIONS"
@@ -51,6 +52,7 @@ run() {  # run LIMIT_S NAME COMMAND...: its output into the report and OUT/NAME.
   grep -v '^\s*$' "$OUT/$name.log" | tail -40 >> "$SECTIONS"
   local status=$rc
   [ "$rc" = 124 ] && status="124 (stopped at its limit of $limit s)"
+  [ "$rc" = 0 ] || FAILED=$((FAILED + 1))
   printf '```\n' >> "$SECTIONS"
   printf '| %s | %s | %s |\n' "$name" "$status" "$((SECONDS - start))" >> "$SUMMARY"
 }
@@ -113,4 +115,5 @@ run 90 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --b
   --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD"
 
 { echo; cat "$SUMMARY"; cat "$SECTIONS"; } >> "$REPORT"
-echo "wrote $REPORT"
+echo "wrote $REPORT ($FAILED step(s) failed)"
+[ "$FAILED" = 0 ]

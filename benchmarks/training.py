@@ -33,6 +33,7 @@ that other processes leave free); ``PIXELRNN_THREADS=N`` fixes them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -83,6 +84,11 @@ def training_step(arch: str, options: dict, size: int, batch: int, device: str =
     return model, step
 
 
+@functools.lru_cache(maxsize=None)
+def _flops_per_image(arch: str, options_json: str, size: int, device: str) -> float:
+    return flops_per_image(arch, json.loads(options_json), size, device)
+
+
 def flops_per_image(arch: str, options: dict, size: int, device: str) -> float:
     """Floating-point operations of one training step per image: the matrix products and
     convolutions of the forward and backward passes (torch.utils.flop_counter), counted on the plain
@@ -127,7 +133,7 @@ def measure(arch: str, options: dict, size: int, batch: int, steps: int, device:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB -> MiB
-    flops = flops_per_image(arch, options, size, device)
+    flops = _flops_per_image(arch, json.dumps(options, sort_keys=True), size, device)  # once per model
     return {"images_per_s": batch / seconds, "peak_mib": peak, "gflop_per_image": flops / 1e9,
             "operators": operators.count,
             "tflop_per_s": flops * batch / seconds / 1e12,
