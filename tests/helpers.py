@@ -148,8 +148,9 @@ def assert_samples_follow_the_model(model, height: int, width: int, method: str,
 
 def float32_product_settings() -> tuple:
     """PyTorch's TF32 settings for cuDNN convolutions and CUDA matrix products, and the value both
-    have at full float32 precision: ((conv, matmul), exact)."""
-    backends = torch.backends
-    if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):
-        return (backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision), "ieee"
-    return (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32), False
+    have at full float32 precision: ((conv, matmul), exact), read through the flags that
+    :data:`pixelrnn.runtime.full_float32` sets."""
+    from pixelrnn.runtime import full_float32
+
+    flags, exact = full_float32.flags()
+    return tuple(getattr(owner, name) for owner, name in flags), exact

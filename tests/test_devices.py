@@ -35,7 +35,7 @@ on_each_device = pytest.mark.parametrize("device", DEVICES or [pytest.param("cud
 def log_prob_and_gradients(model, x, labels=None):
     """(log_prob (B,), gradients of the mean NLL by parameter name), all on the CPU."""
     model.zero_grad(set_to_none=True)
-    log_prob = model.log_prob(x, labels) if labels is not None else model.log_prob(x)
+    log_prob = model.log_prob(x, labels)
     (-log_prob.mean()).backward()
     grads = {name: p.grad.cpu() for name, p in model.named_parameters() if p.grad is not None}
     return log_prob.detach().cpu(), grads
