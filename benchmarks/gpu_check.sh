@@ -13,7 +13,8 @@
 # Measures: the CUDA tests (tests/test_devices.py: the models, samplers, bf16 and the command line
 # on the GPU against the CPU); training throughput and TFLOP/s of every architecture at the paper's
 # CIFAR-10 sizes (h = 128, head 1024, 15 PixelCNN or 12 recurrent layers; batch 16 and 64) in
-# float32 and bf16; a one-GPU torchrun training run of 300 steps from the command line; cached and
+# float32 and bf16, and replayed as one CUDA graph per step (float32, batch 16: what the recurrent
+# layers' many small operators cost); a one-GPU torchrun training run of 300 steps from the command line; cached and
 # naive sampling time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ if [ "${1:-}" = "--smoke" ]; then
   SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(tests/test_devices.py)
   export PIXELRNN_TEST_DEVICES=cpu  # the CPU stands in for the GPU in the device tests
   TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
+  GRAPH=()  # CUDA graphs need CUDA: the smoke runs that step's command without them
 elif [ -n "${1:-}" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
   exit 2
@@ -29,6 +31,7 @@ else
   DEVICE=cuda HIDDEN=128 LAYERS=15 HEAD=1024 BATCHES="16 64" STEPS=10 RUN_STEPS=300 RUN_BATCH=64 IMAGES=512
   SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=(tests/test_devices.py tests/test_precision.py)
   TRAIN_SIZES=(--paper-cifar)
+  GRAPH=(--cuda-graph)
 fi
 OUT="${OUT:-benchmarks/gpu-results}"
 mkdir -p "$OUT"
@@ -72,18 +75,22 @@ fi
 
 # 1. The tests on the GPU (and the CPU's bf16 ones), if pytest is there.
 if "$PY" -c "import pytest" 2>/dev/null; then
-  run 120 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
+  run 110 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 else
   printf '| tests | pytest is not installed here: skipped | 0 |\n' >> "$SUMMARY"
 fi
 
 # 2. Training throughput at the paper's CIFAR-10 size, float32 and bf16.
 for precision in fp32 bf16; do
-  flag=(); [ "$precision" = bf16 ] && flag=(--bf16)
+  flag=(); limit=90; [ "$precision" = bf16 ] && flag=(--bf16) && limit=80
   # shellcheck disable=SC2086  # BATCHES is a list of numbers
-  run 90 "train-$precision" "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $BATCHES \
+  run "$limit" "train-$precision" "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $BATCHES \
     --steps "$STEPS" "${TRAIN_SIZES[@]}" "${flag[@]}"
 done
+#    The same steps replayed as CUDA graphs (float32, the smallest batch, where the operators weigh most):
+#    the recurrent models against their rows above show what dispatching and launching costs them.
+run 60 train-graph "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes "${BATCHES%% *}" \
+  --steps "$STEPS" "${TRAIN_SIZES[@]}" "${GRAPH[@]}" --only pixelcnn row_lstm diagonal_bilstm
 
 # 3. A one-GPU torchrun run from the command line: a Gated PixelCNN of the paper's CIFAR-10 size
 #    (bf16) on random images written as an image folder (no dataset download here).
@@ -101,7 +108,7 @@ for split, count in (("train", n), ("valid", n // 8)):
     for k in range(count):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / f"{k}.png")
 EOF
-run 90 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
+run 70 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
   --model gated_pixelcnn --dataset folder --data-dir "$WORK/folder" --hidden "$HIDDEN" --layers "$LAYERS" \
   --head "$HEAD" --batch-size "$RUN_BATCH" --steps "$RUN_STEPS" --eval-every "$RUN_STEPS" --precision bf16 \
   --out "$WORK/run" --force --quiet --device "$DEVICE"
@@ -111,7 +118,7 @@ fi
 
 # 4. Sampling: cached against naive, 32x32x3 at the paper's h (fewer layers, to keep the naive
 #    sampler's share short).
-run 90 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
+run 70 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
   --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD"
 
 { echo; cat "$SUMMARY"; cat "$SECTIONS"; } >> "$REPORT"

@@ -20,6 +20,7 @@ the peak allocated memory is reset for each.
     python benchmarks/training.py --device cpu --skip-cifar --only pixelcnn --kernel-size 5
     python benchmarks/training.py --reference       # the plain autograd recurrences
     python benchmarks/training.py --scan torch      # the PyTorch scan instead of the CPU kernel
+    python benchmarks/training.py --device cuda --paper-cifar --cuda-graph   # steps replayed as CUDA graphs
     python benchmarks/training.py --device cpu --beside 1          # beside one process spinning on a core
     python benchmarks/training.py --device cpu --beside 1 --beside-threads 2   # beside 2-thread matrix products
 
@@ -66,22 +67,40 @@ def cifar_options(hidden: int, layers: int, head: int) -> dict:
 
 
 def training_step(arch: str, options: dict, size: int, batch: int, device: str = "cpu",
-                  bf16: bool = False, reference: bool = False):
+                  bf16: bool = False, reference: bool = False, cuda_graph: bool = False):
     """(model, step): a seeded model and one full training step (forward, backward, RMSProp) on a
-    fixed random batch of ``batch`` images ``size`` x ``size``."""
+    fixed random batch of ``batch`` images ``size`` x ``size``. ``cuda_graph``: the step is captured
+    once as a CUDA graph and ``step`` replays it (no operator dispatched, no kernel launched from
+    Python), to measure what the recurrent layers' many small operators cost on a GPU."""
     torch.manual_seed(0)
     model = pixelrnn.build_model(arch, **options).to(device).set_fused(not reference)
-    optimiser = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    optimiser = torch.optim.RMSprop(model.parameters(), lr=1e-4, capturable=cuda_graph)
     x = torch.randint(0, options["levels"], (batch, options["channels"], size, size), device=device)
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        # Autocast's weight cache must be off while a graph is captured.
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16, cache_enabled=not cuda_graph):
             loss = -model.log_prob(x).mean()
         loss.backward()
         optimiser.step()
 
-    return model, step
+    if not cuda_graph:
+        return model, step
+    # log_prob checks the values' range on the host, which a graph cannot capture: checked once here.
+    model.check_images(x)
+    model.check_images = lambda images: None
+    side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graph asks
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimiser.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    return model, graph.replay
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,8 +134,8 @@ class OperatorCount(TorchDispatchMode):
 
 
 def measure(arch: str, options: dict, size: int, batch: int, steps: int, device: str,
-            bf16: bool, reference: bool) -> dict:
-    model, step = training_step(arch, options, size, batch, device, bf16, reference)
+            bf16: bool, reference: bool, cuda_graph: bool = False) -> dict:
+    model, step = training_step(arch, options, size, batch, device, bf16, reference, cuda_graph)
     step()  # warm-up: first-touch allocations
     with OperatorCount() as operators:  # the second warm-up step, on the path measured
         step()
@@ -168,8 +187,13 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="every measurement in this process (always on CUDA, whose peak memory is reset "
                              "for each; on the CPU the peak is then the process's so far)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="capture each training step once as a CUDA graph and time its replays (CUDA "
+                             "only): what the step costs without dispatching and launching its operators")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cuda_graph and args.device != "cuda":
+        parser.error("--cuda-graph needs --device cuda")
 
     if args.worker:  # one measurement, in this process
         keep_freed_memory()
@@ -200,6 +224,7 @@ def main() -> None:
         native = args.scan == "native" and scan_kernel.load() is not None  # build it before timing
         path += ", CPU scan " + (f"compiled kernel for h <= {scan_kernel.NATIVE_MAX_HIDDEN}, else PyTorch"
                                  if native else "PyTorch")
+    path += ", one CUDA graph per step" if args.cuda_graph else ""
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
@@ -233,7 +258,7 @@ def run_settings(args, archs, settings) -> None:
             for batch in args.batch_sizes:
                 job = dict(arch=arch, options=table[arch], size=size, batch=batch,
                            steps=args.steps, device=args.device, bf16=args.bf16,
-                           reference=args.reference)
+                           reference=args.reference, cuda_graph=args.cuda_graph)
                 if args.in_process or args.device == "cuda":
                     result = measure(**job)
                 else:

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 from helpers import tiny_model
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelrnn
 from pixelrnn.layers import scan_kernel
@@ -230,3 +231,46 @@ def test_a_build_for_another_cpu_target_matches_the_reference():
                             env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
+
+
+class _KernelCount(TorchDispatchMode):
+    """Counts the operators that run a kernel (views excluded): on a GPU each is a launch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.kernels += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def _kernels_of_the_pytorch_scan(plan: ScanPlan) -> tuple[int, int]:
+    d, hidden = len(plan.mirrored), 2
+    gates = torch.randn(plan.height, plan.width, 2, d, 4 * hidden, requires_grad=True)
+    leaves = [gates, torch.randn(d, len(plan.offsets) * hidden, 4 * hidden, requires_grad=True),
+              torch.zeros(d, hidden, requires_grad=True), torch.zeros(d, hidden, requires_grad=True)]
+    _LSTMScan.apply(*leaves, plan)  # builds the plan's index tensors once
+    with _KernelCount() as forward:
+        out = _LSTMScan.apply(*leaves, plan)
+    grad = torch.ones_like(out)
+    with _KernelCount() as backward:
+        torch.autograd.grad(out, leaves, grad)
+    return forward.kernels, backward.kernels
+
+
+@pytest.mark.parametrize("mode,offsets,mirrored", [
+    ("rows", (-1, 0, 1), (False,)), ("rows", (-2, -1, 0, 1, 2), (False,)),
+    ("diagonals", (0, -1), (False, True)), ("diagonals", (-1, 0), (True,)),
+])
+def test_the_pytorch_scan_runs_a_few_kernels_per_step(mode, offsets, mirrored):
+    """The GPU runs the recurrences on the PyTorch scan, where a step's matrices are too small to fill
+    it and each kernel launch costs: a step must stay at K + 6 kernels forward and K + 14 backward for
+    K slot offsets, however many directions (it was about 2.5x that before the step-major packing)."""
+    small, large = (ScanPlan(mode, size, size, offsets, mirrored) for size in (4, 9))
+    (forward_small, backward_small), (forward_large, backward_large) = map(
+        _kernels_of_the_pytorch_scan, (small, large))
+    steps = large.steps - small.steps
+    k = len(offsets)
+    assert (forward_large - forward_small) / steps <= k + 6
+    assert (backward_large - backward_small) / steps <= k + 14

@@ -15,7 +15,7 @@ import pytest
 import pixelrnn
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["tests", "train-fp32", "train-bf16", "train-torchrun", "sampling"]
+STEPS = ["tests", "train-fp32", "train-bf16", "train-graph", "train-torchrun", "sampling"]
 
 
 def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
@@ -38,6 +38,8 @@ def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
             operators[arch] = int(row[1].replace(",", ""))
         # the GPU's path: the recurrences on the PyTorch scan, an operator or more per cell and step
         assert operators["row_lstm"] > 5 * operators["pixelcnn"], table
+    graph = (out / "train-graph.log").read_text()  # on a GPU its steps are CUDA graph replays
+    assert all(re.search(rf"cifar .* {arch} +2 ", graph) for arch in ("pixelcnn", "row_lstm", "diagonal_bilstm")), graph
     assert '"valid_bits_per_dim"' in report  # the torchrun run evaluated
     sampling = (out / "sampling.log").read_text()
     assert all(re.search(rf"cifar .* {arch} .*x$", sampling, re.M) for arch in pixelrnn.ARCHITECTURES), sampling

@@ -15,17 +15,18 @@ row-major H x W map, and each cell has a *slot* (its column, or its row) that
 holds its LSTM state between steps. Slots start from the learned initial state
 (h0, c0); reads outside the slots see zeros, as a zero-padded convolution does.
 
-Maps use the cell-major layout (H, W, B, D, F), so that the B x D x F values of
-a cell are contiguous and a step's reads and writes touch n blocks of memory.
-D independent directions (each with its own weights) run in the same batched
-matrix products; the state is kept as (D, slots, B, F). Autograd would record
-some 20 small operations per step and allocate a full-size gradient per step;
-the Function below keeps what the backward needs per step and computes the
-weight gradient with one product per step. Memory is linear in H * W.
+Maps come in the cell-major layout (H, W, B, D, F). The PyTorch scan first packs
+the gates step by step (each step's cells contiguous, the same order in every
+direction), so that a step of all D directions, each with its own weights, is one
+batched matrix product per slot offset and one operator per LSTM update, reading
+and writing slices of history buffers; its backward is written by hand. Memory is
+linear in H * W. The compiled CPU kernel (:mod:`pixelrnn.layers.scan_kernel`)
+runs the same recurrence on the map directly.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -81,105 +82,171 @@ class ScanPlan:
         return range(t, t + 1) if t < self.height else range(0)
 
 
-def _cell_view(x: torch.Tensor, plan: ScanPlan, t: int, direction: int) -> torch.Tensor:
-    """View (n, B, F) of step t's cells of one direction in a contiguous (H, W, B, D, F) tensor."""
-    _, _, b, d, f = x.shape
-    first, last = plan.active_slots(t)
-    start, stride = plan.cells(t, direction)
-    cell = b * d * f
-    return x.as_strided(
-        (last - first + 1, b, f),
-        (stride * cell, d * f, 1),
-        x.storage_offset() + start * cell + direction * f,
-    )
+class _Packing:
+    """Index tensors that move a plan's cells between the map and a step-major packing.
+
+    Packed position p runs over the steps in order and, within step t, over its active
+    slots, so step t's cells are the contiguous positions ``start[t]`` onwards, in the
+    same order in every direction (only the map cell a slot stands for differs).
+    Hidden states live in a buffer (D, (steps + 1) * row, B, h) whose row t holds the
+    states *read* at step t (row t + 1 those written by it), with ``pad`` zero slots on
+    each side; cell states in (D, (steps + 1) * slots, B, h). Before a step writes a
+    slot it holds the initial state, so a slot's first step reads h0 and c0 there.
+    """
+
+    def __init__(self, plan: ScanPlan, device: torch.device) -> None:
+        directions = len(plan.mirrored)
+        self.pad = max(map(abs, plan.offsets))
+        self.row = plan.slots + 2 * self.pad
+        self.start: list[int] = []
+        steps: list[int] = []
+        slots: list[int] = []
+        cells: list[list[int]] = [[] for _ in range(directions)]
+        for t in range(plan.steps):
+            first, last = plan.active_slots(t)
+            self.start.append(len(steps))
+            steps += [t] * (last - first + 1)
+            slots += range(first, last + 1)
+            for d in range(directions):
+                begin, stride = plan.cells(t, d)
+                cells[d] += [begin + stride * i for i in range(last - first + 1)]
+        step, slot = torch.tensor(steps), torch.tensor(slots)
+
+        def hidden_at(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return (t * self.row + self.pad + s).to(device)
+
+        initial_step, initial_slot = torch.tensor(
+            [(t, s) for t in range(plan.steps) for s in plan.starting_slots(t)]
+        ).T
+        cell = torch.tensor(cells)  # (D, H W): the map cell at each packed position
+        self.identity = bool((cell == torch.arange(cell.shape[1])).all())  # rows, one direction
+        self.from_map = cell.to(device)
+        self.written = hidden_at(step + 1, slot)
+        self.reads = torch.cat([hidden_at(step, slot + o) for o in plan.offsets])
+        self.initial_hidden = hidden_at(initial_step, initial_slot)
+        self.initial_cell = (initial_step * plan.slots + initial_slot).to(device)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(H, W, B, D, F) map -> (D, H W, B, F) packed: a new tensor."""
+        height, width, batch, d, f = x.shape
+        x = x.reshape(height * width, batch, d, f)
+        packed = x.new_empty(d, height * width, batch, f)
+        for k in range(d):
+            if self.identity:
+                packed[k] = x[:, :, k]
+            else:
+                torch.index_select(x[:, :, k], 0, self.from_map[k], out=packed[k])
+        return packed
+
+    def scatter(self, packed: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(D, H W, B, F) packed -> (H, W, B, D, F) map."""
+        d, cells, batch, f = packed.shape
+        if self.identity:
+            return packed.permute(1, 2, 0, 3).reshape(height, width, batch, d, f)
+        x = packed.new_empty(cells, batch, d, f)
+        for k in range(d):
+            x[:, :, k].index_copy_(0, self.from_map[k], packed[k])
+        return x.view(height, width, batch, d, f)
+
+
+@functools.lru_cache(maxsize=64)
+def _packing(plan: ScanPlan, device: torch.device) -> _Packing:
+    return _Packing(plan, device)
 
 
 class _LSTMScan(torch.autograd.Function):
+    """The scan in PyTorch operators: K + 6 kernels a step forward, K + 14 backward.
+
+    Each step multiplies the states it reads straight into its gate pre-activations
+    (one ``baddbmm_`` per slot offset), applies the gates in place and writes its
+    states into the history buffers through ``out=``: nothing is copied or saved per
+    step, and every operand is one slice of a flat (D, rows * B, F) buffer. The
+    backward walks the steps in reverse the same way and computes the state-to-state
+    weight gradient after the loop, in one product over all steps. On a GPU, where a
+    step's operators are too small to fill it, their number is what costs.
+    """
+
     @staticmethod
     def forward(ctx, gates_in, weight, h0, c0, plan: ScanPlan):
         height, width, batch, d, four_h = gates_in.shape
         hid = four_h // 4
-        pad = max(map(abs, plan.offsets))
-        # State per slot, with `pad` zero slots on each side for out-of-range reads.
-        state_h = gates_in.new_zeros(d, plan.slots + 2 * pad, batch, hid)
-        state_c = gates_in.new_zeros(d, plan.slots, batch, hid)
-        state_h[:, pad : pad + plan.slots] = h0.view(d, 1, 1, hid)
-        state_c[:] = c0.view(d, 1, 1, hid)
-        out = gates_in.new_empty(height, width, batch, d, hid)
-        saved = []
+        pack = _packing(plan, gates_in.device)
+        pad, row, slots = pack.pad, pack.row, plan.slots
+        acts = pack.gather(gates_in).view(d, -1, four_h)  # (D, H W B, 4h): pre-activations, then gates
+        hidden = gates_in.new_zeros(d, plan.steps + 1, row, batch, hid)
+        hidden[:, :, pad : pad + slots] = h0.view(d, 1, 1, 1, hid)
+        hidden = hidden.view(d, -1, hid)  # (D, (steps + 1) row B, h)
+        cell = c0.view(d, 1, hid).expand(d, (plan.steps + 1) * slots * batch, hid).clone()
+        taps = weight.view(d, len(plan.offsets), hid, four_h).unbind(1)  # (D, h, 4h) each
         for t in range(plan.steps):
             first, last = plan.active_slots(t)
-            n = last - first + 1
-            reads = torch.cat(
-                [state_h[:, pad + first + o : pad + last + 1 + o] for o in plan.offsets], dim=-1
-            )  # (D, n, B, K h)
-            z = torch.bmm(reads.view(d, n * batch, -1), weight).view(d, n, batch, four_h)
-            for k in range(d):
-                z[k] += _cell_view(gates_in, plan, t, k)
+            span = (last - first + 1) * batch
+            at_h, at_c = (t * row + pad + first) * batch, (t * slots + first) * batch
+            z = acts[:, pack.start[t] * batch :][:, :span]
+            for tap, o in zip(taps, plan.offsets):
+                z.baddbmm_(hidden.narrow(1, at_h + o * batch, span), tap)
             z[..., : 3 * hid].sigmoid_()
             z[..., 3 * hid :].tanh_()
-            i, f, o, g = z.chunk(4, dim=-1)
-            c_prev = state_c[:, first : last + 1].clone()
-            c_new = torch.addcmul(f * c_prev, i, g)
-            h_new = o * torch.tanh(c_new)
-            state_h[:, pad + first : pad + last + 1] = h_new
-            state_c[:, first : last + 1] = c_new
-            for k in range(d):
-                _cell_view(out, plan, t, k).copy_(h_new[k])
-            saved.append((reads, z, c_prev, c_new))
-        ctx.plan, ctx.saved = plan, saved
-        ctx.save_for_backward(weight)
-        return out
+            i, f, o_gate, g = z.chunk(4, dim=-1)
+            c_new = cell.narrow(1, at_c + slots * batch, span)
+            torch.mul(f, cell.narrow(1, at_c, span), out=c_new)
+            c_new.addcmul_(i, g)
+            h_new = hidden.narrow(1, at_h + row * batch, span)
+            torch.tanh(c_new, out=h_new)
+            h_new.mul_(o_gate)
+        ctx.plan = plan
+        ctx.save_for_backward(weight, acts, hidden, cell)
+        written = hidden.view(d, -1, batch, hid).index_select(1, pack.written)
+        return pack.scatter(written, height, width)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        (weight,) = ctx.saved_tensors
-        plan, saved = ctx.plan, ctx.saved
-        grad_out = grad_out.contiguous()
+        weight, acts, hidden, cell = ctx.saved_tensors
+        plan = ctx.plan
         height, width, batch, d, hid = grad_out.shape
-        pad = max(map(abs, plan.offsets))
-        grad_gates = grad_out.new_empty(height, width, batch, d, 4 * hid)
-        grad_weight = torch.zeros_like(weight)
-        grad_h0 = grad_out.new_zeros(d, hid)
-        grad_c0 = grad_out.new_zeros(d, hid)
-        # Gradient flowing into each slot's state at the previous step.
-        carry_h = grad_out.new_zeros(d, plan.slots + 2 * pad, batch, hid)
-        carry_c = grad_out.new_zeros(d, plan.slots, batch, hid)
-        weight_t = weight.transpose(1, 2)
+        four_h, cells = 4 * hid, height * width
+        pack = _packing(plan, grad_out.device)
+        pad, row, slots = pack.pad, pack.row, plan.slots
+        # Gradient reaching each stored state: from the output, then from the steps reading it.
+        grad_hidden = grad_out.new_zeros(d, (plan.steps + 1) * row, batch, hid)
+        grad_hidden.index_copy_(1, pack.written, pack.gather(grad_out))
+        grad_hidden = grad_hidden.view(d, -1, hid)
+        grad_cell = torch.zeros_like(cell)
+        grad_acts = torch.empty_like(acts)  # (D, H W B, 4h)
+        taps_t = weight.view(d, len(plan.offsets), hid, four_h).transpose(2, 3).unbind(1)
         for t in reversed(range(plan.steps)):
             first, last = plan.active_slots(t)
-            n = last - first + 1
-            reads, act, c_prev, c_new = saved[t]
-            i, f, o, g = act.chunk(4, dim=-1)
-            dh = carry_h[:, pad + first : pad + last + 1].clone()
-            for k in range(d):
-                dh[k] += _cell_view(grad_out, plan, t, k)
-            tanh_c = torch.tanh(c_new)
-            dc = carry_c[:, first : last + 1] + dh * o * (1 - tanh_c * tanh_c)
-            dz = torch.cat(
-                [
-                    dc * g * i * (1 - i),
-                    dc * c_prev * f * (1 - f),
-                    dh * tanh_c * o * (1 - o),
-                    dc * i * (1 - g * g),
-                ],
-                dim=-1,
-            )  # (D, n, B, 4h)
-            for k in range(d):
-                _cell_view(grad_gates, plan, t, k).copy_(dz[k])
-            dz_flat = dz.view(d, n * batch, 4 * hid)
-            grad_weight.baddbmm_(reads.view(d, n * batch, -1).transpose(1, 2), dz_flat)
-            d_reads = torch.bmm(dz_flat, weight_t).view(d, n, batch, len(plan.offsets), hid)
-            carry_h[:, pad + first : pad + last + 1] = 0
-            for k, off in enumerate(plan.offsets):
-                carry_h[:, pad + first + off : pad + last + 1 + off] += d_reads[:, :, :, k]
-            carry_c[:, first : last + 1] = dc * f
-            for slot in plan.starting_slots(t):
-                grad_h0 += carry_h[:, pad + slot].sum(1)
-                grad_c0 += carry_c[:, slot].sum(1)
-                carry_h[:, pad + slot] = 0
-                carry_c[:, slot] = 0
+            span = (last - first + 1) * batch
+            at_h, at_c = (t * row + pad + first) * batch, (t * slots + first) * batch
+            at_z = pack.start[t] * batch
+            act, dz = acts.narrow(1, at_z, span), grad_acts.narrow(1, at_z, span)
+            i, f, o_gate, g = act.chunk(4, dim=-1)
+            dz_i, dz_f, dz_o, dz_g = dz.chunk(4, dim=-1)
+            dh = grad_hidden.narrow(1, at_h + row * batch, span)
+            dc = grad_cell.narrow(1, at_c + slots * batch, span)
+            tanh_c = torch.tanh(cell.narrow(1, at_c + slots * batch, span))
+            torch.mul(dh, tanh_c, out=dz_o)
+            dh_o = dh * o_gate
+            dc.add_(dh_o).addcmul_(dh_o, tanh_c.mul_(tanh_c), value=-1)  # + dh o (1 - tanh^2 c)
+            torch.mul(dc, g, out=dz_i)
+            torch.mul(dc, cell.narrow(1, at_c, span), out=dz_f)
+            torch.mul(dc, i, out=dz_g)
+            torch.mul(dc, f, out=grad_cell.narrow(1, at_c, span))
+            # Through the gates: sigmoid' = s (1 - s), tanh' = 1 - g^2.
+            sig, dz_sig = act[..., : 3 * hid], dz[..., : 3 * hid]
+            scaled = dz_sig * sig
+            torch.addcmul(scaled, scaled, sig, value=-1, out=dz_sig)
+            dz_g.addcmul_(dz_g * g, g, value=-1)
+            for tap_t, o in zip(taps_t, plan.offsets):
+                grad_hidden.narrow(1, at_h + o * batch, span).baddbmm_(dz, tap_t)
+        reads = hidden.view(d, -1, batch, hid).index_select(1, pack.reads)
+        reads = reads.view(d, len(plan.offsets), cells * batch, hid).transpose(2, 3).unbind(1)
+        grad_weight = torch.cat([torch.bmm(read, grad_acts) for read in reads], dim=1)
+        grad_hidden = grad_hidden.view(d, -1, batch, hid)
+        grad_h0 = grad_hidden.index_select(1, pack.initial_hidden).sum((1, 2))
+        grad_c0 = grad_cell.view(d, -1, batch, hid).index_select(1, pack.initial_cell).sum((1, 2))
+        grad_gates = pack.scatter(grad_acts.view(d, cells, batch, four_h), height, width)
         return grad_gates, grad_weight, grad_h0, grad_c0, None
 
 
