@@ -182,7 +182,7 @@ class _LSTMScan(torch.autograd.Function):
             first, last = plan.active_slots(t)
             span = (last - first + 1) * batch
             at_h, at_c = (t * row + pad + first) * batch, (t * slots + first) * batch
-            z = acts[:, pack.start[t] * batch :][:, :span]
+            z = acts.narrow(1, pack.start[t] * batch, span)
             for tap, o in zip(taps, plan.offsets):
                 z.baddbmm_(hidden.narrow(1, at_h + o * batch, span), tap)
             z[..., : 3 * hid].sigmoid_()
