@@ -146,3 +146,27 @@ def test_train_evaluate_and_sample_on_the_device(tmp_path, device):
                               "--out", tmp_path / "s.png")
     assert drawn.returncode == 0, drawn.stderr
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])
+def test_a_training_step_replayed_as_a_cuda_graph_trains_as_the_eager_one(arch):
+    """The GPU check's `train-graph` rows (benchmarks/training.py --cuda-graph) time a real step:
+    3 eager warm-up steps and 2 replays of the captured one leave the weights of 5 eager steps."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "training.py"
+    spec = importlib.util.spec_from_file_location("training_benchmark", path)
+    training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(training)
+    options = dict(channels=3, levels=16, hidden=8, layers=2, head=16)
+    eager, step = training.training_step(arch, options, size=8, batch=4, device="cuda")
+    for _ in range(5):
+        step()
+    captured, replay = training.training_step(arch, options, size=8, batch=4, device="cuda", cuda_graph=True)
+    for _ in range(2):
+        replay()
+    torch.cuda.synchronize()
+    for (name, expected), got in zip(eager.named_parameters(), captured.parameters()):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
