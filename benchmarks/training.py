@@ -87,9 +87,7 @@ def training_step(arch: str, options: dict, size: int, batch: int, device: str =
 
     if not cuda_graph:
         return model, step
-    # log_prob checks the values' range on the host, which a graph cannot capture: checked once here.
-    model.check_images(x)
-    model.check_images = lambda images: None
+    without_host_checks(model, x)
     side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graph asks
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -101,6 +99,13 @@ def training_step(arch: str, options: dict, size: int, batch: int, device: str =
     with torch.cuda.graph(graph):
         step()
     return model, graph.replay
+
+
+def without_host_checks(model, x: torch.Tensor) -> None:
+    """log_prob checks the values' range on the host, a read back from the device that a CUDA graph
+    cannot capture: check ``x`` once here and let the model's later steps skip it."""
+    model.check_images(x)
+    model.check_images = lambda images: None
 
 
 @functools.lru_cache(maxsize=None)

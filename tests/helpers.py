@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from pathlib import Path
 
 import torch
 
@@ -154,3 +156,12 @@ def float32_product_settings() -> tuple:
 
     flags, exact = full_float32.flags()
     return tuple(getattr(owner, name) for owner, name in flags), exact
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

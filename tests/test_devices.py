@@ -13,7 +13,7 @@ import os
 
 import pytest
 import torch
-from helpers import ARCHITECTURES, assert_cached_logits_equal, tiny_model, tiny_multiscale
+from helpers import ARCHITECTURES, assert_cached_logits_equal, load_benchmark, tiny_model, tiny_multiscale
 from test_conditional import CLASSES, conditional
 from test_training import TRAIN, pixelrnn_cli_here
 
@@ -153,13 +153,7 @@ def test_train_evaluate_and_sample_on_the_device(tmp_path, device):
 def test_a_training_step_replayed_as_a_cuda_graph_trains_as_the_eager_one(arch):
     """The GPU check's `train-graph` rows (benchmarks/training.py --cuda-graph) time a real step:
     3 eager warm-up steps and 2 replays of the captured one leave the weights of 5 eager steps."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "training.py"
-    spec = importlib.util.spec_from_file_location("training_benchmark", path)
-    training = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(training)
+    training = load_benchmark("training")
     options = dict(channels=3, levels=16, hidden=8, layers=2, head=16)
     eager, step = training.training_step(arch, options, size=8, batch=4, device="cuda")
     for _ in range(5):

@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import load_benchmark
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelrnn
+from pixelrnn.layers import scan_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["tests", "train-fp32", "train-bf16", "train-graph", "train-torchrun", "sampling"]
@@ -65,3 +69,42 @@ def test_the_checkout_stays_small_enough_to_copy_to_a_gpu_machine():
     total = sum(size for size, _ in sizes)
     largest = ", ".join(f"{p.relative_to(ROOT)} ({size / 2**20:.1f} MiB)" for size, p in sizes[:3])
     assert total < 60 * 2**20, f"the checkout holds {total / 2**20:.1f} MiB; largest: {largest}"
+
+
+class _HostReads(TorchDispatchMode):
+    """Records the operators that read a tensor's values back to the host (``.item()``, ``bool``,
+    ``torch.equal``, data-dependent shapes): a CUDA graph cannot capture them."""
+
+    READS = ("_local_scalar_dense", "equal", "is_nonzero", "nonzero", "unique", "masked_select")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.READS:
+            self.found.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("arch", pixelrnn.ARCHITECTURES)
+def test_a_training_step_reads_nothing_back_so_a_cuda_graph_can_capture_it(arch):
+    """What `gpu_check.sh`'s train-graph step captures (forward and backward on the PyTorch scan, the
+    range check done once before) never reads a value back to the host: checked here on the CPU, so
+    that the one GPU run does not find it out. The optimiser is PyTorch's, `capturable=True`."""
+    training = load_benchmark("training")
+    model = pixelrnn.build_model(arch, channels=3, levels=16, hidden=8, layers=2, head=16)
+    x = torch.randint(0, 16, (4, 3, 8, 8))
+    was_enabled = scan_kernel.is_enabled()
+    scan_kernel.set_enabled(False)  # the GPU's scan
+    try:
+        (-model.log_prob(x).mean()).backward()  # warm-up: the scans' index tensors are built once
+        training.without_host_checks(model, x)
+        with _HostReads() as reads:
+            (-model.log_prob(x).mean()).backward()
+    finally:
+        scan_kernel.set_enabled(was_enabled)
+    assert reads.found == []
+    with _HostReads() as reads:  # and the mode sees a host read where there is one: the range check
+        pixelrnn.build_model(arch, channels=3, levels=16, hidden=8, layers=2, head=16).log_prob(x)
+    assert reads.found
