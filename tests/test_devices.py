@@ -149,7 +149,7 @@ def test_train_evaluate_and_sample_on_the_device(tmp_path, device):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])
+@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])  # gpu_check's train-graph rows
 def test_a_training_step_replayed_as_a_cuda_graph_trains_as_the_eager_one(arch):
     """The GPU check's `train-graph` rows (benchmarks/training.py --cuda-graph) time a real step:
     3 eager warm-up steps and 2 replays of the captured one leave the weights of 5 eager steps."""
