@@ -132,9 +132,11 @@ class OperatorCount(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.kernels = 0  # the operators that are not views: on a GPU, each one a launch
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.count += 1
+        self.kernels += not func.is_view
         return func(*args, **(kwargs or {}))
 
 

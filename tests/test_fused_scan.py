@@ -10,8 +10,7 @@ import sys
 
 import pytest
 import torch
-from helpers import tiny_model
-from torch.utils._python_dispatch import TorchDispatchMode
+from helpers import load_benchmark, tiny_model
 
 import pixelrnn
 from pixelrnn.layers import scan_kernel
@@ -233,28 +232,17 @@ def test_a_build_for_another_cpu_target_matches_the_reference():
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
 
 
-class _KernelCount(TorchDispatchMode):
-    """Counts the operators that run a kernel (views excluded): on a GPU each is a launch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernels = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.kernels += not func.is_view
-        return func(*args, **(kwargs or {}))
-
-
 def _kernels_of_the_pytorch_scan(plan: ScanPlan) -> tuple[int, int]:
     d, hidden = len(plan.mirrored), 2
     gates = torch.randn(plan.height, plan.width, 2, d, 4 * hidden, requires_grad=True)
     leaves = [gates, torch.randn(d, len(plan.offsets) * hidden, 4 * hidden, requires_grad=True),
               torch.zeros(d, hidden, requires_grad=True), torch.zeros(d, hidden, requires_grad=True)]
     _LSTMScan.apply(*leaves, plan)  # builds the plan's index tensors once
-    with _KernelCount() as forward:
+    counter = load_benchmark("training").OperatorCount
+    with counter() as forward:
         out = _LSTMScan.apply(*leaves, plan)
     grad = torch.ones_like(out)
-    with _KernelCount() as backward:
+    with counter() as backward:
         torch.autograd.grad(out, leaves, grad)
     return forward.kernels, backward.kernels
 
