@@ -13,9 +13,10 @@
 # Measures: the CUDA tests (tests/test_devices.py: the models, samplers, bf16 and the command line
 # on the GPU against the CPU); training throughput and TFLOP/s of every architecture at the paper's
 # CIFAR-10 sizes (h = 128, head 1024, 15 PixelCNN or 12 recurrent layers; batch 16 and 64) in
-# float32 and bf16, and replayed as one CUDA graph per step (float32, batch 16: what the recurrent
-# layers' many small operators cost); a one-GPU torchrun training run of 300 steps from the command line; cached and
-# naive sampling time.
+# float32 and bf16, replayed as one CUDA graph per step (float32, batch 16: what the recurrent
+# layers' many small operators cost), and the recurrent ones on the Triton scan (tests/test_scan_triton.py
+# checks its kernels on the CPU, interpreted); a one-GPU torchrun training run of 300 steps from the
+# command line; cached and naive sampling time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--smoke" ]; then
@@ -24,6 +25,7 @@ if [ "${1:-}" = "--smoke" ]; then
   export PIXELRNN_TEST_DEVICES=cpu  # the CPU stands in for the GPU in the device tests
   TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
   GRAPH=()  # CUDA graphs need CUDA: the smoke runs that step's command without them
+  TRITON=(--scan triton --cifar-layers 1) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
 elif [ -n "${1:-}" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
   exit 2
@@ -32,6 +34,7 @@ else
   SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=(tests/test_devices.py tests/test_precision.py)
   TRAIN_SIZES=(--paper-cifar)
   GRAPH=(--cuda-graph)
+  TRITON=(--scan triton) TRITON_BATCHES="$BATCHES"
 fi
 OUT="${OUT:-benchmarks/gpu-results}"
 mkdir -p "$OUT"
@@ -75,22 +78,27 @@ fi
 
 # 1. The tests on the GPU (and the CPU's bf16 ones), if pytest is there.
 if "$PY" -c "import pytest" 2>/dev/null; then
-  run 110 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
+  run 100 tests "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 else
   printf '| tests | pytest is not installed here: skipped | 0 |\n' >> "$SUMMARY"
 fi
 
 # 2. Training throughput at the paper's CIFAR-10 size, float32 and bf16.
 for precision in fp32 bf16; do
-  flag=(); limit=90; [ "$precision" = bf16 ] && flag=(--bf16) && limit=80
+  flag=(); limit=85; [ "$precision" = bf16 ] && flag=(--bf16) && limit=75
   # shellcheck disable=SC2086  # BATCHES is a list of numbers
   run "$limit" "train-$precision" "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $BATCHES \
     --steps "$STEPS" "${TRAIN_SIZES[@]}" "${flag[@]}"
 done
 #    The same steps replayed as CUDA graphs (float32, the smallest batch, where the operators weigh most):
 #    the recurrent models against their rows above show what dispatching and launching costs them.
-run 60 train-graph "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes "${BATCHES%% *}" \
+run 55 train-graph "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes "${BATCHES%% *}" \
   --steps "$STEPS" "${TRAIN_SIZES[@]}" "${GRAPH[@]}" --only pixelcnn row_lstm diagonal_bilstm
+#    The recurrent models with each layer's steps fused into two Triton kernels (float32, both batches):
+#    against their train-fp32 rows, what one launch a layer instead of thousands gains.
+# shellcheck disable=SC2086
+run 50 train-triton "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $TRITON_BATCHES \
+  --steps "$STEPS" "${TRAIN_SIZES[@]}" "${TRITON[@]}" --only row_lstm diagonal_bilstm
 
 # 3. A one-GPU torchrun run from the command line: a Gated PixelCNN of the paper's CIFAR-10 size
 #    (bf16) on random images written as an image folder (no dataset download here).
@@ -108,7 +116,7 @@ for split, count in (("train", n), ("valid", n // 8)):
     for k in range(count):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / f"{k}.png")
 EOF
-run 70 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
+run 60 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
   --model gated_pixelcnn --dataset folder --data-dir "$WORK/folder" --hidden "$HIDDEN" --layers "$LAYERS" \
   --head "$HEAD" --batch-size "$RUN_BATCH" --steps "$RUN_STEPS" --eval-every "$RUN_STEPS" --precision bf16 \
   --out "$WORK/run" --force --quiet --device "$DEVICE"
@@ -118,7 +126,7 @@ fi
 
 # 4. Sampling: cached against naive, 32x32x3 at the paper's h (fewer layers, to keep the naive
 #    sampler's share short).
-run 70 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
+run 55 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
   --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD"
 
 { echo; cat "$SUMMARY"; cat "$SECTIONS"; } >> "$REPORT"

@@ -21,6 +21,7 @@ the peak allocated memory is reset for each.
     python benchmarks/training.py --reference       # the plain autograd recurrences
     python benchmarks/training.py --scan torch      # the PyTorch scan instead of the CPU kernel
     python benchmarks/training.py --device cuda --paper-cifar --cuda-graph   # steps replayed as CUDA graphs
+    python benchmarks/training.py --device cuda --paper-cifar --scan triton  # the recurrences as Triton kernels
     python benchmarks/training.py --device cpu --beside 1          # beside one process spinning on a core
     python benchmarks/training.py --device cpu --beside 1 --beside-threads 2   # beside 2-thread matrix products
 
@@ -46,7 +47,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelrnn
-from pixelrnn.layers import scan_kernel
+from pixelrnn.layers import scan_kernel, scan_triton
 from pixelrnn.runtime import LoadAwareThreads, keep_freed_memory
 
 MNIST = {
@@ -185,8 +186,9 @@ def main() -> None:
                         help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (default 3)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU or CUDA)")
     parser.add_argument("--reference", action="store_true", help="plain autograd recurrences")
-    parser.add_argument("--scan", choices=["native", "torch"], default="native",
-                        help="fused CPU scan: the compiled kernel (default) or PyTorch")
+    parser.add_argument("--scan", choices=["native", "torch", "triton"], default="native",
+                        help="fused scan: the compiled CPU kernel (default), PyTorch operators, or the Triton "
+                             "kernels (CUDA; interpreted on a machine without CUDA, to check them)")
     parser.add_argument("--beside", type=int, default=0, metavar="N",
                         help="measure beside N competing processes (default 0: the machine as it is)")
     parser.add_argument("--beside-threads", type=int, default=0, metavar="T",
@@ -224,13 +226,19 @@ def main() -> None:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
         settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
                          32, {a: {**cifar, **kernel} for a in archs}))
+    if args.scan == "triton" and not scan_triton.available():
+        parser.error("--scan triton: Triton is not installed (pip install triton)")
     os.environ["PIXELRNN_NATIVE"] = "1" if args.scan == "native" else "0"  # the worker processes
+    os.environ["PIXELRNN_SCAN"] = args.scan
     scan_kernel.set_enabled(args.scan == "native")  # this one (--in-process; CUDA)
+    scan_triton.set_enabled(args.scan == "triton")
     path = "reference" if args.reference else "fused"
     if not args.reference and args.device == "cpu":
         native = args.scan == "native" and scan_kernel.load() is not None  # build it before timing
         path += ", CPU scan " + (f"compiled kernel for h <= {scan_kernel.NATIVE_MAX_HIDDEN}, else PyTorch"
-                                 if native else "PyTorch")
+                                 if native else "Triton, interpreted" if args.scan == "triton" else "PyTorch")
+    elif not args.reference:
+        path += ", scan " + ("Triton kernels" if args.scan == "triton" else "PyTorch")
     path += ", one CUDA graph per step" if args.cuda_graph else ""
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"bf16={args.bf16} path={path}")

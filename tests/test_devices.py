@@ -18,6 +18,7 @@ from test_conditional import CLASSES, conditional
 from test_training import TRAIN, pixelrnn_cli_here
 
 import pixelrnn
+from pixelrnn.layers import scan_kernel, scan_triton
 
 
 def accelerators() -> list[str]:
@@ -128,6 +129,28 @@ def test_bf16_autocast_on_the_device(device, arch):
     assert mixed.dtype == torch.float32
     assert ((mixed - exact).abs() / exact.abs()).max() < 1e-3
     assert not torch.equal(mixed, exact)  # autocast did act
+
+
+@on_each_device
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])  # gpu_check's train-triton rows
+def test_the_triton_scan_gives_the_pytorch_scans_likelihoods_and_gradients(device, arch, monkeypatch):
+    """The Triton kernels (compiled on CUDA; interpreted where the CPU stands in) against the
+    PyTorch scan on the same device, float32. On a GPU at the paper's h and CIFAR-10 size:
+    32 slots a step and h in several blocks, as the kernels run there."""
+    pytest.importorskip("triton")
+    hidden, size = (128, 32) if torch.device(device).type == "cuda" else (16, 5)
+    torch.manual_seed(0)
+    model = pixelrnn.build_model(arch, channels=3, levels=256, hidden=hidden, layers=2, head=32).to(device)
+    x = torch.randint(0, 256, (4, 3, size, size), device=device)
+    monkeypatch.setattr(scan_kernel, "_enabled", False)
+    results = []
+    for triton in (True, False):
+        monkeypatch.setattr(scan_triton, "_enabled", triton)
+        results.append(log_prob_and_gradients(model, x))
+    (got, got_grads), (expected, expected_grads) = results
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)  # nats per image
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @on_each_device

@@ -21,7 +21,7 @@ from pixelrnn.layers import scan_kernel
 ROOT = Path(__file__).resolve().parents[1]
 # tests/test_devices.py's tests that need CUDA itself (graph capture), which the CPU cannot stand in for.
 CUDA_GRAPH_TESTS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
-STEPS = ["tests", "train-fp32", "train-bf16", "train-graph", "train-torchrun", "sampling"]
+STEPS = ["tests", "train-fp32", "train-bf16", "train-graph", "train-triton", "train-torchrun", "sampling"]
 
 
 def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
@@ -48,6 +48,11 @@ def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
         assert operators["row_lstm"] > 5 * operators["pixelcnn"], table
     graph = (out / "train-graph.log").read_text()  # on a GPU its steps are CUDA graph replays
     assert all(re.search(rf"cifar .* {arch} +2 ", graph) for arch in ("pixelcnn", "row_lstm", "diagonal_bilstm")), graph
+    triton = (out / "train-triton.log").read_text()  # the recurrences on the Triton kernels, interpreted here
+    assert "scan Triton" in triton, triton
+    for arch in ("row_lstm", "diagonal_bilstm"):
+        row = re.search(rf"cifar .* {arch} +1 .* ([\d,]+) +\d+ thread", triton)
+        assert row and int(row[1].replace(",", "")) < 1000, triton  # a few kernels a layer, not one a cell
     assert '"valid_bits_per_dim"' in report  # the torchrun run evaluated
     sampling = (out / "sampling.log").read_text()
     assert all(re.search(rf"cifar .* {arch} .*x$", sampling, re.M) for arch in pixelrnn.ARCHITECTURES), sampling

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import scan_kernel
+from . import scan_kernel, scan_triton
 
 
 @dataclass(frozen=True)
@@ -154,29 +154,26 @@ def _packing(plan: ScanPlan, device: torch.device) -> _Packing:
     return _Packing(plan, device)
 
 
-class _LSTMScan(torch.autograd.Function):
-    """The scan in PyTorch operators: K + 6 kernels a step forward, K + 14 backward.
+class TorchSteps:
+    """The step loops of :class:`_LSTMScan` in PyTorch operators: K + 6 kernels a step forward,
+    K + 14 backward.
 
-    Each step multiplies the states it reads straight into its gate pre-activations
-    (one ``baddbmm_`` per slot offset), applies the gates in place and writes its
-    states into the history buffers through ``out=``: nothing is copied or saved per
-    step, and every operand is one slice of a flat (D, rows * B, F) buffer. The
-    backward walks the steps in reverse the same way and computes the state-to-state
-    weight gradient after the loop, in one product over all steps. On a GPU, where a
-    step's operators are too small to fill it, their number is what costs.
+    ``forward`` turns ``acts`` (D, H W B, 4h) from pre-activations into gates and fills the
+    history buffers ``hidden`` (D, (steps + 1) row B, h) and ``cell``; ``backward`` fills
+    ``grad_acts`` and adds into ``grad_hidden`` and ``grad_cell`` (same shapes). Each step
+    multiplies the states it reads straight into its gate pre-activations (one ``baddbmm_``
+    per slot offset), applies the gates in place and writes its states through ``out=``:
+    nothing is copied or saved per step, and every operand is one slice of a flat
+    (D, rows * B, F) buffer. On a GPU, where a step's operators are too small to fill it,
+    their number is what costs; :class:`pixelrnn.layers.scan_triton.TritonSteps` runs the
+    same loops as one kernel each.
     """
 
     @staticmethod
-    def forward(ctx, gates_in, weight, h0, c0, plan: ScanPlan):
-        height, width, batch, d, four_h = gates_in.shape
+    def forward(acts, hidden, cell, weight, plan: ScanPlan, pack: _Packing, batch: int) -> None:
+        d, four_h = acts.shape[0], acts.shape[-1]
         hid = four_h // 4
-        pack = _packing(plan, gates_in.device)
         pad, row, slots = pack.pad, pack.row, plan.slots
-        acts = pack.gather(gates_in).view(d, -1, four_h)  # (D, H W B, 4h): pre-activations, then gates
-        hidden = gates_in.new_zeros(d, plan.steps + 1, row, batch, hid)
-        hidden[:, :, pad : pad + slots] = h0.view(d, 1, 1, 1, hid)
-        hidden = hidden.view(d, -1, hid)  # (D, (steps + 1) row B, h)
-        cell = c0.view(d, 1, hid).expand(d, (plan.steps + 1) * slots * batch, hid).clone()
         taps = weight.view(d, len(plan.offsets), hid, four_h).unbind(1)  # (D, h, 4h) each
         for t in range(plan.steps):
             first, last = plan.active_slots(t)
@@ -194,26 +191,13 @@ class _LSTMScan(torch.autograd.Function):
             h_new = hidden.narrow(1, at_h + row * batch, span)
             torch.tanh(c_new, out=h_new)
             h_new.mul_(o_gate)
-        ctx.plan = plan
-        ctx.save_for_backward(weight, acts, hidden, cell)
-        written = hidden.view(d, -1, batch, hid).index_select(1, pack.written)
-        return pack.scatter(written, height, width)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        weight, acts, hidden, cell = ctx.saved_tensors
-        plan = ctx.plan
-        height, width, batch, d, hid = grad_out.shape
-        four_h, cells = 4 * hid, height * width
-        pack = _packing(plan, grad_out.device)
+    def backward(acts, grad_acts, cell, grad_hidden, grad_cell, weight, plan: ScanPlan, pack: _Packing,
+             batch: int) -> None:
+        d, four_h = acts.shape[0], acts.shape[-1]
+        hid = four_h // 4
         pad, row, slots = pack.pad, pack.row, plan.slots
-        # Gradient reaching each stored state: from the output, then from the steps reading it.
-        grad_hidden = grad_out.new_zeros(d, (plan.steps + 1) * row, batch, hid)
-        grad_hidden.index_copy_(1, pack.written, pack.gather(grad_out))
-        grad_hidden = grad_hidden.view(d, -1, hid)
-        grad_cell = torch.zeros_like(cell)
-        grad_acts = torch.empty_like(acts)  # (D, H W B, 4h)
         taps_t = weight.view(d, len(plan.offsets), hid, four_h).transpose(2, 3).unbind(1)
         for t in reversed(range(plan.steps)):
             first, last = plan.active_slots(t)
@@ -240,6 +224,51 @@ class _LSTMScan(torch.autograd.Function):
             dz_g.addcmul_(dz_g * g, g, value=-1)
             for tap_t, o in zip(taps_t, plan.offsets):
                 grad_hidden.narrow(1, at_h + o * batch, span).baddbmm_(dz, tap_t)
+
+
+class _LSTMScan(torch.autograd.Function):
+    """The scan around its step loops: packing, history buffers, and what needs no loop.
+
+    Forward packs the gates step-major, starts the history buffers from (h0, c0) and
+    runs ``steps`` (:class:`TorchSteps` by default); backward runs its reverse loop,
+    then takes the state-to-state weight gradient in one product over all steps and
+    the initial state's from the slots that read it.
+    """
+
+    @staticmethod
+    def forward(ctx, gates_in, weight, h0, c0, plan: ScanPlan, steps=None):
+        steps = steps or TorchSteps
+        height, width, batch, d, four_h = gates_in.shape
+        hid = four_h // 4
+        pack = _packing(plan, gates_in.device)
+        pad, row, slots = pack.pad, pack.row, plan.slots
+        acts = pack.gather(gates_in).view(d, -1, four_h)  # (D, H W B, 4h): pre-activations, then gates
+        hidden = gates_in.new_zeros(d, plan.steps + 1, row, batch, hid)
+        hidden[:, :, pad : pad + slots] = h0.view(d, 1, 1, 1, hid)
+        hidden = hidden.view(d, -1, hid)  # (D, (steps + 1) row B, h)
+        cell = c0.view(d, 1, hid).expand(d, (plan.steps + 1) * slots * batch, hid).clone()
+        steps.forward(acts, hidden, cell, weight, plan, pack, batch)
+        ctx.plan, ctx.steps = plan, steps
+        ctx.save_for_backward(weight, acts, hidden, cell)
+        written = hidden.view(d, -1, batch, hid).index_select(1, pack.written)
+        return pack.scatter(written, height, width)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        weight, acts, hidden, cell = ctx.saved_tensors
+        plan = ctx.plan
+        height, width, batch, d, hid = grad_out.shape
+        four_h, cells = 4 * hid, height * width
+        pack = _packing(plan, grad_out.device)
+        row = pack.row
+        # Gradient reaching each stored state: from the output, then from the steps reading it.
+        grad_hidden = grad_out.new_zeros(d, (plan.steps + 1) * row, batch, hid)
+        grad_hidden.index_copy_(1, pack.written, pack.gather(grad_out))
+        grad_hidden = grad_hidden.view(d, -1, hid)
+        grad_cell = torch.zeros_like(cell)
+        grad_acts = torch.empty_like(acts)  # (D, H W B, 4h)
+        ctx.steps.backward(acts, grad_acts, cell, grad_hidden, grad_cell, weight, plan, pack, batch)
         reads = hidden.view(d, -1, batch, hid).index_select(1, pack.reads)
         reads = reads.view(d, len(plan.offsets), cells * batch, hid).transpose(2, 3).unbind(1)
         grad_weight = torch.cat([torch.bmm(read, grad_acts) for read in reads], dim=1)
@@ -247,7 +276,7 @@ class _LSTMScan(torch.autograd.Function):
         grad_h0 = grad_hidden.index_select(1, pack.initial_hidden).sum((1, 2))
         grad_c0 = grad_cell.view(d, -1, batch, hid).index_select(1, pack.initial_cell).sum((1, 2))
         grad_gates = pack.scatter(grad_acts.view(d, cells, batch, four_h), height, width)
-        return grad_gates, grad_weight, grad_h0, grad_c0, None
+        return grad_gates, grad_weight, grad_h0, grad_c0, None, None
 
 
 def lstm_scan(
@@ -262,13 +291,16 @@ def lstm_scan(
     gates_in: (H, W, B, D, 4h) input-to-state pre-activations, gates [i, f, o, g];
     weight: (D, K h, 4h) state-to-state weights for the K slot
     ``offsets``; h0, c0: (D, h) learned initial state. On the CPU the compiled
-    kernel of :mod:`pixelrnn.scan_kernel` runs it where it can be built.
+    kernel of :mod:`pixelrnn.scan_kernel` runs it where it can be built; on CUDA the
+    Triton kernels of :mod:`pixelrnn.layers.scan_triton` where they are turned on.
     """
     if len(plan.mirrored) != gates_in.shape[3]:
         raise ValueError(f"plan has {len(plan.mirrored)} directions, gates have {gates_in.shape[3]}")
     # Under bf16 autocast the gates come in bf16: the recurrence runs in the weights' precision
     # (float32), since its state is carried over hundreds of steps.
     gates_in = gates_in.to(weight.dtype).contiguous()
-    function = scan_kernel.NativeLSTMScan if scan_kernel.supports(gates_in, plan) else _LSTMScan
     with torch.autocast(gates_in.device.type, enabled=False):
-        return function.apply(gates_in, weight, h0, c0, plan)
+        if scan_kernel.supports(gates_in, plan):
+            return scan_kernel.NativeLSTMScan.apply(gates_in, weight, h0, c0, plan)
+        steps = scan_triton.TritonSteps if scan_triton.supports(gates_in) else TorchSteps
+        return _LSTMScan.apply(gates_in, weight, h0, c0, plan, steps)

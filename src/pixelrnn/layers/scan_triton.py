@@ -1,0 +1,127 @@
+"""The LSTM scan's step loops as two Triton kernels: one launch a layer forward, one backward.
+
+The PyTorch scan (:class:`pixelrnn.layers.lstm_scan.TorchSteps`) runs K + 6 operators a step
+forward and K + 14 backward; on a GPU each is a kernel launch too small to fill it, so the
+recurrent layers are bound by their number (docs/speed.md, "On a GPU"). :class:`TritonSteps`
+runs the same loops on the same packed buffers inside one kernel each
+(:mod:`pixelrnn.layers.scan_triton_kernels`): one program per direction and image walks every
+step, so a layer costs two launches whatever its size. Everything else of the scan (packing,
+the state-to-state weight gradient in one product, h0 and c0) stays in
+:class:`pixelrnn.layers.lstm_scan._LSTMScan`.
+
+It is opt-in until it has been measured on a GPU: ``PIXELRNN_SCAN=triton`` or
+:func:`set_enabled`, for float32 CUDA maps where Triton is installed (CUDA builds of PyTorch
+bring it). Matrix products follow ``torch.backends.cuda.matmul.allow_tf32`` (off by default:
+full float32, as PyTorch's). Without CUDA the kernels run in Triton's interpreter on CPU
+tensors, which is how the tests check them against the PyTorch scan on a CPU (in float64 too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+from types import ModuleType
+
+import torch
+
+_enabled = os.environ.get("PIXELRNN_SCAN", "") == "triton"
+
+
+def set_enabled(enabled: bool) -> None:
+    """Run CUDA scans with the Triton kernels (True) or the PyTorch operators (False, the default)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def is_enabled() -> bool:
+    return _enabled
+
+
+def available() -> bool:
+    """Whether Triton is installed (it runs on CUDA, or in its interpreter without CUDA)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def supports(gates_in: torch.Tensor) -> bool:
+    """Whether :func:`pixelrnn.layers.lstm_scan.lstm_scan` runs these gates with the Triton kernels:
+    turned on, float32, and on CUDA (or on the CPU of a machine without CUDA, interpreted: slow,
+    for checking the kernels only)."""
+    if not (_enabled and gates_in.dtype == torch.float32 and available()):
+        return False
+    return gates_in.is_cuda or (gates_in.device.type == "cpu" and _interpreted())
+
+
+@contextlib.contextmanager
+def _interpret(on: bool):
+    """Triton's interpreter on (for the CPU) while inside; otherwise nothing changes."""
+    if not on:
+        yield
+        return
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+
+
+def _interpreted() -> bool:
+    return not torch.cuda.is_available()
+
+
+@functools.lru_cache(maxsize=None)
+def kernels() -> ModuleType:
+    """The kernel module: compiled for the GPU where CUDA is, else interpreted (on the CPU)."""
+    with _interpret(_interpreted()):
+        from . import scan_triton_kernels
+    return scan_triton_kernels
+
+
+@functools.lru_cache(maxsize=64)
+def _tables(plan, pack, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(start, first, count) per step and the K offsets, as int32 tensors on ``device``."""
+    spans = [plan.active_slots(t) for t in range(plan.steps)]
+    columns = (pack.start, [a for a, _ in spans], [b - a + 1 for a, b in spans], list(plan.offsets))
+    return tuple(torch.tensor(c, dtype=torch.int32, device=device) for c in columns)
+
+
+def _launch(kernel, buffers, acts, hidden, cell, plan, pack, batch: int) -> None:
+    """Runs ``kernel`` on ``buffers`` (the last one the weight), one program per direction and image."""
+    weight = buffers[-1]
+    d, four_h = acts.shape[0], acts.shape[-1]
+    hid = four_h // 4
+    most_slots = max(b - a + 1 for a, b in map(plan.active_slots, range(plan.steps)))
+    allow_tf32 = acts.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    with _interpret(_interpreted()):  # the interpreter reads the setting at each call too
+        kernel[(d, batch)](
+            *buffers, *_tables(plan, pack, acts.device),
+            plan.steps, batch, pack.row, pack.pad, plan.slots, hid,
+            acts.stride(0), hidden.stride(0), cell.stride(0), weight.stride(0),
+            TAPS=len(plan.offsets),
+            SLOTS=max(16, _next_power_of_2(most_slots)),  # tl.dot wants tiles of 16 or more
+            BLOCK=min(32, max(16, _next_power_of_2(hid))),
+            PRECISION="tf32" if allow_tf32 else "ieee",
+        )
+
+
+def _next_power_of_2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+class TritonSteps:
+    """The step loops of :class:`pixelrnn.layers.lstm_scan.TorchSteps`, each one Triton kernel."""
+
+    @staticmethod
+    def forward(acts, hidden, cell, weight, plan, pack, batch: int) -> None:
+        buffers = (acts, hidden, cell, weight.contiguous())
+        _launch(kernels().lstm_scan_forward, buffers, acts, hidden, cell, plan, pack, batch)
+
+    @staticmethod
+    def backward(acts, grad_acts, cell, grad_hidden, grad_cell, weight, plan, pack, batch: int) -> None:
+        buffers = (acts, grad_acts, cell, grad_hidden, grad_cell, weight.contiguous())
+        _launch(kernels().lstm_scan_backward, buffers, acts, grad_hidden, cell, plan, pack, batch)
