@@ -1,11 +1,18 @@
 """The Triton scan (pixelrnn.layers.scan_triton) runs the PyTorch scan's step loops exactly.
 
 On a machine without CUDA the kernels run in Triton's interpreter on CPU tensors, in float64
-here, so that any difference in what they compute shows at 1e-12; on a GPU the compiled kernels
-are checked against the PyTorch scan by tests/test_devices.py (run by benchmarks/gpu_check.sh).
+here, so that any difference in what they compute shows at 1e-12, and Triton compiles them for
+GPUs it has not got; on a GPU the compiled kernels are checked against the PyTorch scan by
+tests/test_devices.py (run by benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,9 +30,10 @@ PLANS = [  # (plan, h): every read pattern, maps of one row or column, h over on
     (ScanPlan("rows", 1, 5, ROWS), 8),
     (ScanPlan("rows", 4, 1, ROWS), 8),
     (ScanPlan("rows", 2, 3, (0,)), 8),
-    (ScanPlan("rows", 3, 3, (-2, -1, 0, 1, 2)), 40),
+    (ScanPlan("rows", 3, 3, (-2, -1, 0, 1, 2)), 24),
+    (ScanPlan("rows", 2, 37, ROWS), 8),  # a step of more cells than a tile holds
     (ScanPlan("diagonals", 3, 5, DIAGONALS, (False, True)), 8),
-    (ScanPlan("diagonals", 5, 3, DIAGONALS, (False, True)), 40),
+    (ScanPlan("diagonals", 5, 3, DIAGONALS, (False, True)), 24),
     (ScanPlan("diagonals", 1, 4, DIAGONALS, (False, True)), 8),
     (ScanPlan("diagonals", 4, 1, DIAGONALS, (False,)), 8),
 ]
@@ -93,3 +101,53 @@ def test_the_triton_scan_trains_a_row_lstm_as_the_pytorch_scan_does(triton_scan)
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-4)
     for name, grad in results[1][1].items():
         torch.testing.assert_close(results[0][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def compiled_kernels():
+    """A second copy of the kernel module, compiled rather than interpreted (this process's own is
+    interpreted: there is no CUDA here), to compile for a GPU without one."""
+    path = Path(scan_triton.__file__).with_name("scan_triton_kernels.py")
+    spec = importlib.util.spec_from_file_location("pixelrnn_scan_triton_kernels_compiled", path)
+    module = importlib.util.module_from_spec(spec)
+    interpret = os.environ.pop("TRITON_INTERPRET", None)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if interpret is not None:
+            os.environ["TRITON_INTERPRET"] = interpret
+    return module
+
+
+@pytest.mark.parametrize("taps", [3, 2])  # the Row LSTM's and the Diagonal BiLSTM's
+def test_the_kernels_compile_for_the_gpu_and_fit_in_its_registers(taps, tmp_path, monkeypatch):
+    """Triton compiles both kernels to sm_90 (H100, H200) code here, with no GPU, as the scan
+    launches them, and neither spills a register to local memory there; the Row LSTM's also to
+    sm_80 (A100)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")  # the default, said aloud
+    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    kernels = compiled_kernels()
+    for name, pointers in (("lstm_scan_forward", 4), ("lstm_scan_backward", 6)):
+        kernel = getattr(kernels, name)
+        signature = {
+            arg: "*fp32" if i < pointers else "*i32" if arg in ("start", "first", "count", "offsets")
+            else "constexpr" if arg.isupper() else "i32"
+            for i, arg in enumerate(kernel.arg_names)
+        }
+        constants = {"TAPS": taps, "SLOTS": 32, "BLOCK": scan_triton.BLOCK, "PRECISION": "ieee"}
+        for capability in (90, 80) if taps == 3 else (90,):
+            compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
+                                      target=GPUTarget("cuda", capability, 32),
+                                      options={"num_warps": scan_triton.WARPS})
+            assert compiled.asm["cubin"], (name, capability)
+            if capability == 90:
+                cubin = tmp_path / f"{name}.cubin"
+                cubin.write_bytes(compiled.asm["cubin"])
+                usage = subprocess.run([cuobjdump, "--dump-resource-usage", cubin], capture_output=True,
+                                       text=True, check=True).stdout
+                registers, stack = re.search(r"REG:(\d+) STACK:(\d+)", usage).groups()
+                assert int(stack) == 0 and int(registers) <= 255, (name, usage)
