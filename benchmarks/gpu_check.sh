@@ -41,7 +41,7 @@ mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PIXELRNN_NATIVE=0
-export PIXELRNN_CACHE="$WORK/cache" PIXELRNN_DATA="$WORK/data"
+export PIXELRNN_CACHE="$WORK/cache" PIXELRNN_DATA="$WORK/data" TRITON_CACHE_DIR="$WORK/triton"
 REPORT="$OUT/gpu_check.md"
 SECTIONS="$WORK/sections.md"
 SUMMARY="$WORK/summary.md"
