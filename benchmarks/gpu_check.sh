@@ -26,6 +26,7 @@ if [ "${1:-}" = "--smoke" ]; then
   TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
   GRAPH=()  # CUDA graphs need CUDA: the smoke runs that step's command without them
   TRITON=(--scan triton --cifar-layers 1) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
+  export TRITON_INTERPRET=1  # the Triton scan, here and in the device tests, in Triton's interpreter
 elif [ -n "${1:-}" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
   exit 2

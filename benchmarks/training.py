@@ -228,6 +228,9 @@ def main() -> None:
                          32, {a: {**cifar, **kernel} for a in archs}))
     if args.scan == "triton" and not scan_triton.available():
         parser.error("--scan triton: Triton is not installed (pip install triton)")
+    if args.scan == "triton" and args.device == "cpu" and not scan_triton.interpreter_asked():
+        parser.error("--scan triton runs on CUDA; on a CPU only in Triton's interpreter, to check it: "
+                     "TRITON_INTERPRET=1")
     os.environ["PIXELRNN_NATIVE"] = "1" if args.scan == "native" else "0"  # the worker processes
     os.environ["PIXELRNN_SCAN"] = args.scan
     scan_kernel.set_enabled(args.scan == "native")  # this one (--in-process; CUDA)

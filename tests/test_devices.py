@@ -139,6 +139,7 @@ def test_the_triton_scan_gives_the_pytorch_scans_likelihoods_and_gradients(devic
     32 slots a step and h in several blocks, as the kernels run there."""
     pytest.importorskip("triton")
     hidden, size = (128, 32) if torch.device(device).type == "cuda" else (16, 5)
+    monkeypatch.setenv("TRITON_INTERPRET", "1" if device == "cpu" else "0")
     torch.manual_seed(0)
     model = pixelrnn.build_model(arch, channels=3, levels=256, hidden=hidden, layers=2, head=32).to(device)
     x = torch.randint(0, 256, (4, 3, size, size), device=device)

@@ -66,7 +66,8 @@ def test_the_triton_steps_compute_what_the_pytorch_steps_compute(plan, hidden):
 
 @pytest.fixture
 def triton_scan(monkeypatch):
-    """The Triton scan turned on and the compiled CPU kernel off, for one test."""
+    """The Triton scan turned on (interpreted) and the compiled CPU kernel off, for one test."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setattr(scan_triton, "_enabled", True)
     monkeypatch.setattr(scan_kernel, "_enabled", False)
 
@@ -81,7 +82,10 @@ def test_the_scan_takes_the_triton_steps_only_when_turned_on_and_in_float32(trit
 
     assert steps_of(torch.float32) is scan_triton.TritonSteps
     assert steps_of(torch.float64) is TorchSteps  # the GPU kernels are float32 only
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert steps_of(torch.float32) is TorchSteps  # on a CPU only where the interpreter is asked for
     monkeypatch.setattr(scan_triton, "_enabled", False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert steps_of(torch.float32) is TorchSteps  # off by default
 
 

@@ -13,7 +13,8 @@ It is opt-in until it has been measured on a GPU: ``PIXELRNN_SCAN=triton`` or
 :func:`set_enabled`, for float32 CUDA maps where Triton is installed (CUDA builds of PyTorch
 bring it). Matrix products follow ``torch.backends.cuda.matmul.allow_tf32`` (off by default:
 full float32, as PyTorch's). Without CUDA the kernels run in Triton's interpreter on CPU
-tensors, which is how the tests check them against the PyTorch scan on a CPU (in float64 too).
+tensors, which is how the tests check them against the PyTorch scan on a CPU (in float64 too);
+the scan takes them on the CPU only where ``TRITON_INTERPRET=1`` asks for that.
 """
 
 from __future__ import annotations
@@ -50,11 +51,15 @@ def available() -> bool:
 
 def supports(gates_in: torch.Tensor) -> bool:
     """Whether :func:`pixelrnn.layers.lstm_scan.lstm_scan` runs these gates with the Triton kernels:
-    turned on, float32, and on CUDA (or on the CPU of a machine without CUDA, interpreted: slow,
-    for checking the kernels only)."""
+    turned on, float32, and on CUDA; on the CPU only where asked with ``TRITON_INTERPRET=1`` on a
+    machine without CUDA (Triton's interpreter: thousands of times slower, for checking the kernels)."""
     if not (_enabled and gates_in.dtype == torch.float32 and available()):
         return False
-    return gates_in.is_cuda or (gates_in.device.type == "cpu" and _interpreted())
+    return gates_in.is_cuda or (gates_in.device.type == "cpu" and interpreter_asked() and _interpreted())
+
+
+def interpreter_asked() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @contextlib.contextmanager
