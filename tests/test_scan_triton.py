@@ -155,3 +155,11 @@ def test_the_kernels_compile_for_the_gpu_and_fit_in_its_registers(taps, tmp_path
                                        text=True, check=True).stdout
                 registers, stack = re.search(r"REG:(\d+) STACK:(\d+)", usage).groups()
                 assert int(stack) == 0 and int(registers) <= 255, (name, usage)
+
+
+def test_a_misspelt_scan_setting_is_one_clear_error(monkeypatch):
+    from pixelrnn.errors import PixelRNNError
+
+    monkeypatch.setattr(scan_triton, "_SETTING", "trition")
+    with pytest.raises(PixelRNNError, match="PIXELRNN_SCAN=trition: 'triton' runs"):
+        scan_triton.supports(torch.zeros(1))

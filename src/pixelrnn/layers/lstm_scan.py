@@ -300,7 +300,8 @@ def lstm_scan(
     # (float32), since its state is carried over hundreds of steps.
     gates_in = gates_in.to(weight.dtype).contiguous()
     with torch.autocast(gates_in.device.type, enabled=False):
+        if scan_triton.supports(gates_in):
+            return _LSTMScan.apply(gates_in, weight, h0, c0, plan, scan_triton.TritonSteps)
         if scan_kernel.supports(gates_in, plan):
             return scan_kernel.NativeLSTMScan.apply(gates_in, weight, h0, c0, plan)
-        steps = scan_triton.TritonSteps if scan_triton.supports(gates_in) else TorchSteps
-        return _LSTMScan.apply(gates_in, weight, h0, c0, plan, steps)
+        return _LSTMScan.apply(gates_in, weight, h0, c0, plan, TorchSteps)

@@ -27,7 +27,10 @@ from types import ModuleType
 
 import torch
 
-_enabled = os.environ.get("PIXELRNN_SCAN", "") == "triton"
+from ..errors import PixelRNNError
+
+_SETTING = os.environ.get("PIXELRNN_SCAN", "")
+_enabled = _SETTING == "triton"
 # Units per tile and warps per program. Compiled ahead of time by Triton 3.9 (no GPU needed), both
 # kernels fit in sm_90's registers with these (166 and 186 a thread, no spills; 32-unit tiles spill
 # hundreds of bytes); tests/test_scan_triton.py keeps it so.
@@ -53,6 +56,9 @@ def supports(gates_in: torch.Tensor) -> bool:
     """Whether :func:`pixelrnn.layers.lstm_scan.lstm_scan` runs these gates with the Triton kernels:
     turned on, float32, and on CUDA; on the CPU only where asked with ``TRITON_INTERPRET=1`` on a
     machine without CUDA (Triton's interpreter: thousands of times slower, for checking the kernels)."""
+    if _SETTING not in ("", "torch", "native", "triton"):  # said at the first scan, as one line
+        raise PixelRNNError(f"PIXELRNN_SCAN={_SETTING}: 'triton' runs the CUDA scans as Triton kernels; "
+                            "leave it unset (or 'torch') for the PyTorch operators")
     if not (_enabled and gates_in.dtype == torch.float32 and available()):
         return False
     return gates_in.is_cuda or (gates_in.device.type == "cpu" and interpreter_asked() and _interpreted())
