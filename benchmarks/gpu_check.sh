@@ -14,8 +14,9 @@
 # on the GPU against the CPU); training throughput and TFLOP/s of every architecture at the paper's
 # CIFAR-10 sizes (h = 128, head 1024, 15 PixelCNN or 12 recurrent layers; batch 16 and 64) in
 # float32 and bf16, replayed as one CUDA graph per step (float32, batch 16: what the recurrent
-# layers' many small operators cost), and the recurrent ones on the Triton scan (tests/test_scan_triton.py
-# checks its kernels on the CPU, interpreted); a one-GPU torchrun training run of 300 steps from the
+# layers' many small operators cost), and the recurrent ones on the Triton scan, after that scan
+# alone against the PyTorch one (tests/test_scan_triton.py checks its kernels on the CPU,
+# interpreted); a one-GPU torchrun training run of 300 steps from the
 # command line; cached and naive sampling time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ if [ "${1:-}" = "--smoke" ]; then
   TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
   GRAPH=()  # CUDA graphs need CUDA: the smoke runs that step's command without them
   TRITON=(--scan triton --cifar-layers 1) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
+  SCAN_SIZES=(--size 4 --hidden 8 --batch 1)
   export TRITON_INTERPRET=1  # the Triton scan, here and in the device tests, in Triton's interpreter
 elif [ -n "${1:-}" ]; then
   echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2
@@ -36,6 +38,7 @@ else
   TRAIN_SIZES=(--paper-cifar)
   GRAPH=(--cuda-graph)
   TRITON=(--scan triton) TRITON_BATCHES="$BATCHES"
+  SCAN_SIZES=(--batch 16 --repeats 3)  # 32 x 32 maps, h = 128
 fi
 OUT="${OUT:-benchmarks/gpu-results}"
 mkdir -p "$OUT"
@@ -93,12 +96,15 @@ for precision in fp32 bf16; do
 done
 #    The same steps replayed as CUDA graphs (float32, the smallest batch, where the operators weigh most):
 #    the recurrent models against their rows above show what dispatching and launching costs them.
-run 55 train-graph "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes "${BATCHES%% *}" \
+run 50 train-graph "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes "${BATCHES%% *}" \
   --steps "$STEPS" "${TRAIN_SIZES[@]}" "${GRAPH[@]}" --only pixelcnn row_lstm diagonal_bilstm
-#    The recurrent models with each layer's steps fused into two Triton kernels (float32, both batches):
-#    against their train-fp32 rows, what one launch a layer instead of thousands gains.
+#    The Triton scan alone against the PyTorch scan, compiled (float32, the paper's h and size): the
+#    differences (exit 1 beyond rounding) and each one's time forward and backward; then the recurrent
+#    models with each layer's steps fused into two Triton kernels (float32, both batches): against
+#    their train-fp32 rows, what one launch a layer instead of thousands gains.
+run 25 scan-triton "$PY" benchmarks/scan_check.py --device "$DEVICE" "${SCAN_SIZES[@]}"
 # shellcheck disable=SC2086
-run 50 train-triton "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $TRITON_BATCHES \
+run 45 train-triton "$PY" benchmarks/training.py --device "$DEVICE" --skip-mnist --batch-sizes $TRITON_BATCHES \
   --steps "$STEPS" "${TRAIN_SIZES[@]}" "${TRITON[@]}" --only row_lstm diagonal_bilstm
 
 # 3. A one-GPU torchrun run from the command line: a Gated PixelCNN of the paper's CIFAR-10 size
@@ -117,7 +123,7 @@ for split, count in (("train", n), ("valid", n // 8)):
     for k in range(count):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / f"{k}.png")
 EOF
-run 60 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
+run 55 train-torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m pixelrnn train \
   --model gated_pixelcnn --dataset folder --data-dir "$WORK/folder" --hidden "$HIDDEN" --layers "$LAYERS" \
   --head "$HEAD" --batch-size "$RUN_BATCH" --steps "$RUN_STEPS" --eval-every "$RUN_STEPS" --precision bf16 \
   --out "$WORK/run" --force --quiet --device "$DEVICE"
@@ -127,7 +133,7 @@ fi
 
 # 4. Sampling: cached against naive, 32x32x3 at the paper's h (fewer layers, to keep the naive
 #    sampler's share short).
-run 55 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
+run 45 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
   --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD"
 
 { echo; cat "$SUMMARY"; cat "$SECTIONS"; } >> "$REPORT"

@@ -21,7 +21,8 @@ from pixelrnn.layers import scan_kernel
 ROOT = Path(__file__).resolve().parents[1]
 # tests/test_devices.py's tests that need CUDA itself (graph capture), which the CPU cannot stand in for.
 CUDA_GRAPH_TESTS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
-STEPS = ["tests", "train-fp32", "train-bf16", "train-graph", "train-triton", "train-torchrun", "sampling"]
+STEPS = ["tests", "train-fp32", "train-bf16", "train-graph", "scan-triton", "train-triton", "train-torchrun",
+         "sampling"]
 
 
 def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
@@ -48,6 +49,8 @@ def test_every_step_of_the_gpu_check_runs_on_the_cpu(tmp_path):
         assert operators["row_lstm"] > 5 * operators["pixelcnn"], table
     graph = (out / "train-graph.log").read_text()  # on a GPU its steps are CUDA graph replays
     assert all(re.search(rf"cifar .* {arch} +2 ", graph) for arch in ("pixelcnn", "row_lstm", "diagonal_bilstm")), graph
+    scan = (out / "scan-triton.log").read_text()  # the Triton scan alone against the PyTorch one, both plans
+    assert len(re.findall(r"^  triton +forward and backward: [\d.]+ ms$", scan, re.M)) == 2, scan
     triton = (out / "train-triton.log").read_text()  # the recurrences on the Triton kernels, interpreted here
     assert "scan Triton" in triton, triton
     for arch in ("row_lstm", "diagonal_bilstm"):
