@@ -115,7 +115,7 @@ def _launch(kernel, buffers, acts, hidden, cell, plan, pack, batch: int) -> None
     most_slots = max(b - a + 1 for a, b in map(plan.active_slots, range(plan.steps)))
     allow_tf32 = acts.is_cuda and torch.backends.cuda.matmul.allow_tf32
     with _interpret(_interpreted()):  # the interpreter reads the setting at each call too
-        kernel[(d, batch)](
+        kernel[(batch, d)](
             *buffers, *_tables(plan, pack, acts.device),
             plan.steps, batch, pack.row, pack.pad, plan.slots, hid,
             acts.stride(0), hidden.stride(0), cell.stride(0), weight.stride(0),

@@ -2,7 +2,7 @@
 
 Imported only through :func:`pixelrnn.layers.scan_triton.kernels` (which decides whether Triton
 compiles them for the GPU or runs them in its interpreter). Both kernels run one program per
-(direction, image), grid (D, B); a program walks every step of the scan (paper sections 3.1,
+(image, direction), grid (B, D); a program walks every step of the scan (paper sections 3.1,
 3.2) over the packed buffers of :class:`pixelrnn.layers.lstm_scan._Packing`, in the order of
 :class:`pixelrnn.layers.lstm_scan.TorchSteps`:
 
@@ -55,8 +55,8 @@ def lstm_scan_forward(
     acts_d, hidden_d, cell_d, weight_d,
     TAPS: tl.constexpr, SLOTS: tl.constexpr, BLOCK: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    d = tl.program_id(0).to(tl.int64)
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(0).to(tl.int64)  # images on the grid's first axis: up to 2^31 - 1 of them
+    d = tl.program_id(1).to(tl.int64)
     acts += d * acts_d
     hidden += d * hidden_d
     cell += d * cell_d
@@ -104,8 +104,8 @@ def lstm_scan_backward(
     acts_d, hidden_d, cell_d, weight_d,
     TAPS: tl.constexpr, SLOTS: tl.constexpr, BLOCK: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    d = tl.program_id(0).to(tl.int64)
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(0).to(tl.int64)  # images on the grid's first axis: up to 2^31 - 1 of them
+    d = tl.program_id(1).to(tl.int64)
     acts += d * acts_d
     grad_acts += d * acts_d
     cell += d * cell_d
