@@ -98,11 +98,13 @@ def kernels() -> ModuleType:
 
 
 @functools.lru_cache(maxsize=64)
-def _tables(plan, pack, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(start, first, count) per step and the K offsets, as int32 tensors on ``device``."""
+def _tables(plan, pack, device: torch.device) -> tuple[tuple[torch.Tensor, ...], int]:
+    """((start, first, count) per step and the K offsets, as int32 tensors on ``device``), and the
+    tile's number of cells: 16 where no step has more, else 32 (tl.dot wants 16 or more)."""
     spans = [plan.active_slots(t) for t in range(plan.steps)]
-    columns = (pack.start, [a for a, _ in spans], [b - a + 1 for a, b in spans], list(plan.offsets))
-    return tuple(torch.tensor(c, dtype=torch.int32, device=device) for c in columns)
+    counts = [b - a + 1 for a, b in spans]
+    columns = (pack.start, [a for a, _ in spans], counts, list(plan.offsets))
+    return tuple(torch.tensor(c, dtype=torch.int32, device=device) for c in columns), 16 if max(counts) <= 16 else 32
 
 
 def _launch(kernel, buffers, acts, hidden, cell, plan, pack, batch: int) -> None:
@@ -112,15 +114,15 @@ def _launch(kernel, buffers, acts, hidden, cell, plan, pack, batch: int) -> None
     weight = buffers[-1]
     d, four_h = acts.shape[0], acts.shape[-1]
     hid = four_h // 4
-    most_slots = max(b - a + 1 for a, b in map(plan.active_slots, range(plan.steps)))
+    tables, tile = _tables(plan, pack, acts.device)
     allow_tf32 = acts.is_cuda and torch.backends.cuda.matmul.allow_tf32
     with _interpret(_interpreted()):  # the interpreter reads the setting at each call too
         kernel[(batch, d)](
-            *buffers, *_tables(plan, pack, acts.device),
+            *buffers, *tables,
             plan.steps, batch, pack.row, pack.pad, plan.slots, hid,
             acts.stride(0), hidden.stride(0), cell.stride(0), weight.stride(0),
             TAPS=len(plan.offsets),
-            SLOTS=16 if most_slots <= 16 else 32,  # tl.dot wants tiles of 16 or more
+            SLOTS=tile,
             BLOCK=BLOCK,
             PRECISION="tf32" if allow_tf32 else "ieee",
             num_warps=WARPS,
