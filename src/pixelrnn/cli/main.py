@@ -265,13 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(train, "auto")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", parents=[data], help="exact NLL of a dataset split")
-    evaluate.add_argument("--checkpoint", required=True, help="run folder or model file")
-    evaluate.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    evaluate.add_argument("--batch-size", type=count(1),
-                          help="images per batch (default: 256 on a GPU; on the CPU as many as keep a batch's "
-                               "logits near 96 MiB: 32 for CIFAR-10)")
-    evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    scoring = argparse.ArgumentParser(add_help=False, parents=[data])  # evaluate and classify
+    scoring.add_argument("--checkpoint", required=True, help="run folder or model file")
+    scoring.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    scoring.add_argument("--batch-size", type=count(1),
+                         help="images per batch (default: 256 on a GPU; on the CPU as many as keep a batch's "
+                              "logits near 96 MiB: 32 for CIFAR-10)")
+    scoring.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _add_device(scoring, "auto")
+
+    evaluate = commands.add_parser("evaluate", parents=[scoring], help="exact NLL of a dataset split")
     evaluate.add_argument("--per-image", type=npy_path, metavar="FILE.npy",
                           help="also write each image's NLL in nats, (N,) float64, in the split's order "
                           "(a class-conditional model's: given the image's label)")
@@ -279,25 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="class-conditional models: also the likelihood classifier's accuracy")
     evaluate.add_argument("--confusion", type=png_path, metavar="FILE.png",
                           help="with --classify: the confusion matrix as a picture")
-    _add_device(evaluate, "auto")
     evaluate.set_defaults(run=_evaluate)
 
     classify = commands.add_parser(
-        "classify", parents=[data], help="classify a split by Bayes' rule with a class-conditional model",
+        "classify", parents=[scoring], help="classify a split by Bayes' rule with a class-conditional model",
         description="Predict argmax_y p(y | x) = argmax_y p(y) p(x | y) for every image of a labelled split "
-        "(one pass of the model per class) and report the accuracy, the conditional and unconditional NLL.")
-    classify.add_argument("--checkpoint", required=True, help="run folder or model file (trained with --conditional)")
-    classify.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    classify.add_argument("--batch-size", type=count(1),
-                          help="images per batch (default: 256 on a GPU; on the CPU as many as keep a batch's "
-                               "logits near 96 MiB: 32 for CIFAR-10)")
-    classify.add_argument("--json", action="store_true", help="one JSON object on stdout")
+        "(one pass of the model per class; the model trained with --conditional) and report the accuracy, the "
+        "conditional and unconditional NLL.")
     classify.add_argument("--confusion", type=png_path, metavar="FILE.png", help="the confusion matrix as a picture")
     classify.add_argument("--predictions", type=npy_path, metavar="FILE.npy",
                           help="each image's predicted class, (N,) int64, in the split's order")
     classify.add_argument("--per-image", type=npy_path, metavar="FILE.npy",
                           help="each image's -ln p(x | y) in nats given its label, (N,) float64")
-    _add_device(classify, "auto")
     classify.set_defaults(run=classify_command)
 
     generation = argparse.ArgumentParser(add_help=False)
