@@ -41,6 +41,40 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def two_machines(out, *args, env=None):
+    """Two torchrun launchers of one process each, ``--nnodes 2`` with a c10d rendezvous on
+    127.0.0.1, each in a session of its own (as on two machines): ``train COMMON ARGS --out OUT``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    endpoint = f"127.0.0.1:{free_port()}"
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                              "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "pixelrnn-test",
+                              "-m", "pixelrnn", *COMMON, *args, "--out", str(out)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            for _ in range(2)]
+
+
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, with their states ("T": stopped), from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == pid:
+            found[int(entry.name)] = state
+    return found
+
+
+def kill_all(processes) -> None:
+    for process in processes:
+        try:
+            os.killpg(process if isinstance(process, int) else process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def weights(path):
     return [p.detach() for p in pixelrnn.load_model(path).parameters()]
 
@@ -89,19 +123,12 @@ def test_two_machines_train_as_one_machine_with_two_processes(two_process_run, t
     two "machines" of one process each on 127.0.0.1 sharing the run folder, ends with the
     weights of the one-machine 2-process run, bit for bit: ranks come from the rendezvous, not
     from LOCAL_RANK (0 on both machines), and only global rank 0 writes."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    endpoint = f"127.0.0.1:{free_port()}"
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-                              "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "pixelrnn-test",
-                              "-m", "pixelrnn", *COMMON, "--batch-size", "4", "--steps", "6",
-                              "--out", str(tmp_path / "run")],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    nodes = two_machines(tmp_path / "run", "--batch-size", "4", "--steps", "6")
     for node in nodes:
         try:
             _, stderr = node.communicate(timeout=300)
         except subprocess.TimeoutExpired:
-            for other in nodes:
-                other.kill()
+            kill_all(nodes)
             pytest.fail("the two-machine run did not finish")
         assert node.returncode == 0, stderr
     for a, b in zip(weights(tmp_path / "run" / "last.safetensors"),
@@ -167,3 +194,69 @@ def test_sigterm_to_the_launcher_checkpoints_the_step_in_progress(two_process_ru
     step = int(stderr.split("stopped by SIGTERM at step ")[1].split(",")[0])
     saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
     assert saved == step > 0  # the step in progress, not the last periodic checkpoint's
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the processes in /proc")
+@pytest.mark.parametrize("lost_rank", [0, 1])
+def test_a_lost_machine_ends_the_run_and_resume_loses_nothing(two_process_run, tmp_path, lost_rank):
+    """One of two "machines" (a launcher and its process, as in the test above) is lost at step
+    4 (frozen there, then SIGKILLed whole): the other ends with an error within seconds instead of
+    waiting, whether the lost one held process 0 (the writer) or not, and whether or not it held
+    the rendezvous; --resume then loses nothing beyond the step-3 checkpoint."""
+    run = tmp_path / "run"
+    nodes = two_machines(run, "--batch-size", "4", "--steps", "6", env={
+        "_PIXELRNN_TEST_SIGNAL_AT": "4:SIGSTOP", "_PIXELRNN_TEST_SIGNAL_RANKS": str(lost_rank),
+        "PIXELRNN_DIST_TIMEOUT": "30"})
+    try:
+        deadline, frozen = time.monotonic() + 180, None
+        while frozen is None and time.monotonic() < deadline:
+            frozen = next((node for node in nodes if "T" in children(node.pid).values()), None)
+            time.sleep(0.2)
+        assert frozen is not None, "process %d never reached step 4" % lost_rank
+        lost = children(frozen.pid)
+        kill_all([frozen, *lost])  # the machine: its launcher and its process
+        survivor = nodes[1 - nodes.index(frozen)]
+        started = time.monotonic()
+        survivor.communicate(timeout=90)
+        assert survivor.returncode != 0 and time.monotonic() - started < 60
+    finally:
+        kill_all([*nodes, *[pid for node in nodes for pid in children(node.pid)]])
+    assert pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"] == 3
+    assert_resumes_to_the_uninterrupted_run(run, two_process_run / "two")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the processes in /proc")
+def test_a_lost_launcher_stops_its_processes_at_one_step_with_a_checkpoint(tmp_path):
+    """torchrun starts its processes in sessions of their own, so a launcher killed outright
+    (SIGKILL) does not take them with it: they notice within seconds and stop as on SIGTERM, all
+    at one step, which is saved; none trains on unsupervised."""
+    run = tmp_path / "run"
+    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "7",
+                        "--eval-every", "100000", "--out", str(run), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (run / "last.safetensors").is_file() and time.monotonic() < deadline:  # training is under way
+        time.sleep(0.2)
+    workers = children(launcher.pid)
+    assert len(workers) == 2
+    launcher.kill()
+    try:
+        _, stderr = launcher.communicate(timeout=60)  # its stderr ends when the last process has
+    except subprocess.TimeoutExpired:
+        kill_all(workers)
+        pytest.fail("the processes of a lost launcher trained on")
+    assert stderr.count(f"the launcher (process {launcher.pid}) is gone") == 2, stderr
+    steps = {int(line.split(" at step ")[1].split(",")[0]) for line in stderr.splitlines() if "stopped by SIGTERM" in line}
+    saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
+    assert len(steps) == 1 and steps == {saved} and saved > 0, stderr
+
+
+def test_a_stop_request_that_reaches_one_process_stops_them_all_at_one_step(tmp_path):
+    """SIGTERM to process 1 alone (not through the launcher): both stop at step 4 with one saved
+    checkpoint and name the signal (process 0, which never received it, once failed to)."""
+    run = tmp_path / "run"
+    stopped = torchrun(*COMMON, "--batch-size", "4", "--steps", "6", "--out", str(run),
+                       env={"_PIXELRNN_TEST_SIGNAL_AT": "4:SIGTERM", "_PIXELRNN_TEST_SIGNAL_RANKS": "1"})
+    assert stopped.returncode != 0
+    assert stopped.stderr.count("stopped by SIGTERM at step 4,") == 2 and "pixelrnn: error" not in stopped.stderr, \
+        stopped.stderr
+    assert pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"] == 4

@@ -72,11 +72,14 @@ class Ranks:
             dist.all_reduce(value)
         return value
 
-    def any(self, flag: bool) -> bool:
-        """True on every process if ``flag`` is True on any (e.g. a stop request)."""
+    def largest(self, value: int) -> int:
+        """The largest of every process's ``value``, on every process (e.g. a stop request's
+        signal number, 0 for none: every process learns of a request that reached any of them)."""
         if self.world == 1:
-            return flag
-        return bool(self.sum(torch.tensor([int(flag)], device=self._device())).item())
+            return value
+        value = torch.tensor([value], device=self._device())
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return int(value.item())
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Every process's (n_r, ...) rows, concatenated in rank order, on every process."""

@@ -1,13 +1,22 @@
 """Stopping a training run cleanly: SIGINT (Ctrl-C) or SIGTERM (``kill``, a job scheduler) asks
 the run to stop after the step in progress and to save a checkpoint there, so that ``--resume``
-loses nothing; without this a run loses the steps since its last periodic checkpoint."""
+loses nothing; without this a run loses the steps since its last periodic checkpoint.
+
+Under torchrun a lost launcher counts as SIGTERM. torchrun starts each process in a session of its
+own, so a launcher killed outright (SIGKILL, the out-of-memory killer) would leave its processes
+training on, unsupervised, holding the run folder; each notices within a second instead, stops
+with the others at the same step and saves it."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# This process's parent when the package was imported: under torchrun, the launcher.
+PARENT_AT_START = os.getppid()
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -25,19 +34,34 @@ class StopRequests:
     acts as usual (KeyboardInterrupt: the SIGINT handler is restored at the first), so a stuck run
     can still be stopped by hand; repeated SIGTERMs are ignored, since a wrapper such as
     ``timeout`` or ``pkill -f`` may deliver one twice, and a scheduler follows its SIGTERM with
-    SIGKILL anyway. Outside the main thread, where Python cannot set handlers, it does nothing."""
+    SIGKILL anyway. Under torchrun it also watches the launcher (see the module's docstring).
+    Outside the main thread, where Python cannot set handlers, it does nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, poll_s: float = 1.0) -> None:
         self.requested: int | None = None
         self._previous: dict[int, object] = {}
+        self._poll_s = poll_s
+        self._done = threading.Event()
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
             self._previous = {number: signal.signal(number, self._request) for number in STOP_SIGNALS}
+            if "TORCHELASTIC_RUN_ID" in os.environ:  # launched by torchrun
+                threading.Thread(target=self._watch_launcher, name="pixelrnn-launcher-watch", daemon=True).start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._done.set()
         self._restore()
+
+    def _watch_launcher(self) -> None:
+        """Send this process SIGTERM once its parent is no longer the one it started with."""
+        while not self._done.wait(self._poll_s):
+            if os.getppid() != PARENT_AT_START:
+                print(f"pixelrnn: the launcher (process {PARENT_AT_START}) is gone: stopping after the step in "
+                      "progress", file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
     def _request(self, number: int, frame) -> None:
         self.requested = self.requested or number

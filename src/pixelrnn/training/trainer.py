@@ -300,7 +300,7 @@ class Trainer:
                                 bpd=f"{bits_per_dim(loss, self.data.dims):.4f}", img_s=f"{rate:.0f}")
                 if state["step"] == signal_step and str(self.ranks.rank) in signal_ranks:
                     os.kill(os.getpid(), signal.Signals[signal_name])  # tests: a crash or a stop request
-                stopping = self.ranks.any(bool(stop.requested))  # every process stops at the same step
+                stopping = self.ranks.largest(stop.requested or 0)  # every process stops at the same step
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
                     not cfg.eval_every and epoch_done) or self.config.budget_spent(self.state, len(self.data.train_images)):
@@ -312,8 +312,8 @@ class Trainer:
                     self._checkpoint()
                 if stopping:
                     bar.close()
-                    raise TrainingInterrupted(stop.requested or signal.SIGTERM, (
-                        f"stopped by {signal.Signals(stop.requested).name} at step {state['step']}, "
+                    raise TrainingInterrupted(stopping, (
+                        f"stopped by {signal.Signals(stopping).name} at step {state['step']}, "
                         f"saved in {self.out / ckpt.LAST}; `pixelrnn train --out {self.out} --resume` continues"))
             if state["position"] >= n:
                 state["epoch"] += 1
