@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,6 +117,22 @@ def test_two_processes_train_as_one_on_the_global_batch(two_process_run):
         assert two["train_nll_nats"] == pytest.approx(one["train_nll_nats"], rel=1e-5)
     state = pixelrnn.training.checkpoints.read_checkpoint(two_process_run / "two" / "last.safetensors")[1]
     assert state["trainer"]["world_size"] == 2
+
+
+def test_the_card_of_a_distributed_run_gives_its_processes_and_a_command_that_trains_it_again(two_process_run,
+                                                                                                tmp_path):
+    run, again = tmp_path / "two", tmp_path / "again"
+    shutil.copytree(two_process_run / "two", run)
+    assert json.loads((run / "run.json").read_text())["processes"] == 2
+    assert pixelrnn_cli("card", str(run), "--samples", "4").returncode == 0
+    card = (run / "README.md").read_text()
+    assert "batch 4 in each of 2 processes (a global batch of 2 x that)" in card
+    command = card.split("```\n")[1].split("\n")[0].split()
+    assert command[:7] == ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "pixelrnn", "train"]
+    command[command.index("--out") + 1] = str(again)
+    assert torchrun(*command[6:], "--quiet").returncode == 0
+    for a, b in zip(weights(again / "last.safetensors"), weights(run / "last.safetensors"), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_two_machines_train_as_one_machine_with_two_processes(two_process_run, tmp_path):

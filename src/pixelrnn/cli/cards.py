@@ -33,7 +33,9 @@ def _command(config: dict) -> str:
              "warmup": "--warmup", "kernel_size": "--kernel-size", "head": "--head",
              "precision": "--precision"}
     defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0, "precision": "fp32"}  # left out of the command
-    parts = ["pixelrnn train"]
+    processes = config.get("processes", 1)  # a distributed run: as many processes on one machine train it again
+    launch = f"torchrun --standalone --nproc_per_node {processes} -m " if processes > 1 else ""
+    parts = [f"{launch}pixelrnn train"]
     for key, flag in flags.items():
         value = config.get(key)
         if value is not None and not (key in defaults and value == defaults[key]):
@@ -83,6 +85,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     if not (run / BEST).is_file() or not metrics_path.is_file():
         raise PixelRNNError(f"{run}: needs {BEST} and metrics.jsonl (a run with an evaluation)")
     config = json.loads((run / "run.json").read_text())
+    processes = config.get("processes", 1)  # absent from runs made before it was recorded: 1
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
     # the schedule the card's history saw: changes set for steps after its last evaluation (step S
     # ran steps 0 .. S-1) are a plan, not yet part of how the run was trained
@@ -91,7 +94,8 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
     tensors, meta = read_checkpoint(run / BEST)
     model = model_from_checkpoint(run / BEST, tensors, meta)
     # redrawn with the schedule as it is now (a run's own plots show only the changes made by then)
-    plot_curves(records, run / "curves.png", model.config.levels, TrainConfig(**config).schedule_events())
+    schedule = TrainConfig(**{key: value for key, value in config.items() if key != "processes"}).schedule_events()
+    plot_curves(records, run / "curves.png", model.config.levels, schedule)
     per_class = max(1, samples // model.classes) if model.classes else 0  # one row per class
     if samples:
         height, width = trained_image_size(meta) or (config["image_size"],) * 2
@@ -127,6 +131,7 @@ def write_card(run_dir: str | Path, hardware: str | None = None, note: str | Non
            if config.get("ema") else "")
         + f", batch {config['batch_size']}"
         + "".join(f", {size} from step {at}" for at, size in config.get("batch_changes", []))
+        + (f" in each of {processes} processes (a global batch of {processes} x that)" if processes > 1 else "")
         + ", "
         f"clip {config['clip']}, seed {config['seed']} |",
         f"| progress | {last['epoch']:.2f} epochs ({last['step']} steps) |",

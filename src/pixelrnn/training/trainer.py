@@ -151,8 +151,10 @@ class Trainer:
     # --- setup -----------------------------------------------------------------------------
 
     def _write_run_json(self) -> None:
+        """The configuration and the number of processes that train it (--batch-size each)."""
         if self.ranks.main:
-            atomic_write(self.out / "run.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
+            record = {**dataclasses.asdict(self.config), "processes": self.ranks.world}
+            atomic_write(self.out / "run.json", json.dumps(record, indent=2).encode())
 
     def _build_model(self) -> AnyModel:
         cfg = self.config
