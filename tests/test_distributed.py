@@ -94,6 +94,17 @@ def test_shards_are_disjoint_and_cover_the_global_batch():
     assert torch.equal(torch.cat(shards), batch) and [len(s) for s in shards] == [4, 4, 3]
 
 
+def test_more_processes_than_cuda_devices_is_one_clear_error(monkeypatch):
+    """Process k trains on cuda:k: on a machine with fewer devices it says so before it touches any."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("set a device it does not have"))
+    with pytest.raises(pixelrnn.PixelRNNError, match=r"cuda:1, but the machine has 1 CUDA device\(s\): give "
+                                                     r"torchrun --nproc_per_node 1 at most"):
+        Ranks.from_environment(torch.device("cuda"))
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     """A 2-process run of 6 steps (batch 4 each) and the 1-process run of batch 8."""

@@ -22,6 +22,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..errors import PixelRNNError
+
 # How long a collective may wait for a process that is gone before it fails (seconds).
 TIMEOUT_S = float(os.environ.get("PIXELRNN_DIST_TIMEOUT", "120"))
 
@@ -46,7 +48,11 @@ class Ranks:
         if world == 1:
             return cls(), device
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if local >= count:
+                raise PixelRNNError(f"process {local} of this machine trains on cuda:{local}, but the machine has "
+                                    f"{count} CUDA device(s): give torchrun --nproc_per_node {count} at most")
+            device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
