@@ -76,6 +76,17 @@ def kill_all(processes) -> None:
             pass
 
 
+def endless_run(run):
+    """A 2-process launcher (a session of its own) training for 100,000 steps into ``run``,
+    returned once training is under way (its first checkpoint, every 7 steps, is written)."""
+    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "7",
+                        "--eval-every", "100000", "--out", str(run), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (run / "last.safetensors").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return launcher
+
+
 def weights(path):
     return [p.detach() for p in pixelrnn.load_model(path).parameters()]
 
@@ -206,11 +217,7 @@ def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run,
 
 def test_sigterm_to_the_launcher_checkpoints_the_step_in_progress(two_process_run, tmp_path):
     run = tmp_path / "run"
-    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "7",
-                        "--eval-every", "100000", "--out", str(run), start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not (run / "last.safetensors").is_file() and time.monotonic() < deadline:  # training is under way
-        time.sleep(0.2)
+    launcher = endless_run(run)
     launcher.send_signal(signal.SIGTERM)
     try:
         launcher.wait(timeout=90)
@@ -259,11 +266,7 @@ def test_a_lost_launcher_stops_its_processes_at_one_step_with_a_checkpoint(tmp_p
     (SIGKILL) does not take them with it: they notice within seconds and stop as on SIGTERM, all
     at one step, which is saved; none trains on unsupervised."""
     run = tmp_path / "run"
-    launcher = torchrun(*COMMON, "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "7",
-                        "--eval-every", "100000", "--out", str(run), start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not (run / "last.safetensors").is_file() and time.monotonic() < deadline:  # training is under way
-        time.sleep(0.2)
+    launcher = endless_run(run)
     workers = children(launcher.pid)
     assert len(workers) == 2
     launcher.kill()
