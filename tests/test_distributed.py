@@ -26,11 +26,11 @@ COMMON = ["train", "--model", "row_lstm", "--dataset", "digits", "--limit", "96"
           "--checkpoint-every", "3", "--eval-every", "3", "--seed", "3", "--quiet"]
 
 
-def torchrun(*args, processes=2, env=None, **popen):
-    """``torchrun --standalone --nproc_per_node N -m pixelrnn ARGS`` (a subprocess)."""
+def torchrun(*args, processes=2, env=None, restarts=0, **popen):
+    """``torchrun --standalone --nproc_per_node N --max-restarts R -m pixelrnn ARGS`` (a subprocess)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "pixelrnn", *args]
+               f"--max-restarts={restarts}", "-m", "pixelrnn", *args]
     if popen:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -213,6 +213,21 @@ def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run,
     saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
     assert saved == 3  # the last checkpoint before the kill
     assert_resumes_to_the_uninterrupted_run(run, two_process_run / "two")
+
+
+def test_torchrun_restarts_a_run_after_a_crash_with_auto_resume(two_process_run, tmp_path):
+    """``torchrun --max-restarts 1 ... --auto-resume``: process 1 is killed at step 4; torchrun
+    starts both again with the same command, which continues from the step-3 checkpoint, and the
+    run ends, on its own, with the uninterrupted run's weights, bit for bit."""
+    run = tmp_path / "run"
+    restarted = torchrun(*COMMON, "--batch-size", "4", "--steps", "6", "--out", str(run), "--auto-resume", restarts=1,
+                         env={"_PIXELRNN_TEST_SIGNAL_AT": "4:SIGKILL", "_PIXELRNN_TEST_SIGNAL_RANKS": "1"})
+    assert restarted.returncode == 0, restarted.stderr
+    assert "Restarting" in restarted.stderr or "restart" in restarted.stderr.lower(), restarted.stderr
+    for a, b in zip(weights(run / "last.safetensors"), weights(two_process_run / "two" / "last.safetensors"), strict=True):
+        assert torch.equal(a, b)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6]
 
 
 def test_sigterm_to_the_launcher_checkpoints_the_step_in_progress(two_process_run, tmp_path):

@@ -81,6 +81,32 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, straight_run):
     assert steps == [5, 10, 15, 20]
 
 
+def test_auto_resume_starts_a_run_and_the_same_command_continues_it(tmp_path, straight_run):
+    """--auto-resume, one command for the first start and every restart: killed at step 13, the
+    same command continues to the uninterrupted run's weights; its options are the run's own, so
+    one that differs is refused, naming it, rather than applied as a change; a folder where a run
+    died before its first checkpoint is started again, one that holds anything else is left alone."""
+    (straight, _), run = straight_run, tmp_path / "run"
+    crashed = pixelrnn_cli(*TRAIN, "--out", str(run), "--auto-resume", env={"_PIXELRNN_TEST_SIGNAL_AT": "13:SIGKILL"})
+    assert crashed.returncode == -signal.SIGKILL
+    for changed, said in ((["--lr", "5e-4"], "--lr 0.001, not 0.0005"), (["--lr-at", "15:1e-4"], "--lr-at [], not")):
+        refused = pixelrnn_cli_here(*TRAIN, "--out", run, "--auto-resume", *changed)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+    resumed = pixelrnn_cli(*TRAIN, "--out", str(run), "--auto-resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(straight), weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for kept, started in ((["run.json"], True), (["run.json", "notes.txt"], False)):
+        folder = tmp_path / "+".join(kept)
+        folder.mkdir()
+        for name in kept:
+            (folder / name).write_text("{}")
+        result = pixelrnn_cli_here(*TRAIN, "--steps", "2", "--out", folder, "--auto-resume")
+        assert (result.returncode == 0) == started and (folder / ckpt.LAST).is_file() == started, result.stderr
+    assert "exists and is not empty" in result.stderr and (folder / "notes.txt").read_text() == "{}"
+    assert pixelrnn_cli_here(*TRAIN, "--out", run, "--auto-resume", "--resume").returncode == 2  # one or the other
+
+
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
 def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(tmp_path, straight_run, stop):
     (straight, result), stopped = straight_run, tmp_path / "stopped"

@@ -78,8 +78,9 @@ def _train(args: argparse.Namespace) -> None:
     if not args.resume and args.epochs is None and args.steps is None:
         config.epochs = 1
     changes = dict(new_lr=args.lr, new_batch_size=args.batch_size, new_eval_every=args.eval_every, expect=given)
-    trainer = Trainer(config, resume=args.resume, force=args.force, progress=not args.quiet,
-                      device=args.device, log=True, threads=args.threads, **(changes if args.resume else {}))
+    resume = "auto" if args.auto_resume else args.resume
+    trainer = Trainer(config, resume=resume, force=args.force, progress=not args.quiet, device=args.device, log=True,
+                      threads=args.threads, **(changes if args.resume else {}))
     ranks = trainer.ranks
     processes = f", {ranks.world} processes (a global batch of {ranks.world} x the batch size)" if ranks.world > 1 else ""
     if ranks.main:
@@ -259,8 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=int, metavar="STEPS",
                        help="default: every epoch; with --resume: from now on")
     train.add_argument("--patience", type=int, help="stop after N evaluations without improvement")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    train.add_argument("--force", action="store_true", help="start afresh in a non-empty --out")
+    once = train.add_mutually_exclusive_group()
+    once.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    once.add_argument("--auto-resume", action="store_true",
+                      help="continue the run in --out if it has a checkpoint, with these options as its own (each "
+                      "must equal the run's), else start it: one command for the first start and every restart "
+                      "(torchrun --max-restarts, a requeued job)")
+    once.add_argument("--force", action="store_true", help="start afresh in a non-empty --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar (a line per evaluation still)")
     _add_device(train, "auto")
     train.set_defaults(run=_train)

@@ -127,6 +127,15 @@ class TrainConfig:
         merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)
         merge_changes([], self.batch_changes, 0, "batch-size", int)
 
+    def definition(self) -> dict:
+        """The fields that say what run this is (not where or for how long it trains), those set
+        (not None), its schedules merged as a run stores them: what the run in a folder must equal
+        for this configuration to continue it (``--auto-resume``)."""
+        merged = dataclasses.replace(self, lr_changes=[], batch_changes=[])
+        merged.add_changes(self.lr_changes, self.batch_changes)
+        return {name: value for name, value in dataclasses.asdict(merged).items()
+                if name not in ("out", "data_dir", "epochs", "steps") and value is not None}
+
     def schedule_events(self) -> list[tuple[int, str]]:
         """[(step, label)]: the learning-rate and batch-size changes, the end of the warm-up and
         the start of weight averaging, for plots."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,8 +56,10 @@ class Ranks:
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                    timeout=timedelta(seconds=TIMEOUT_S))
+            timeout = timedelta(seconds=TIMEOUT_S)
+            store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout, rank=rank,
+                                    world_size=world, store=_keys_of_this_attempt(store, rank))
         return cls(dist.get_rank(), dist.get_world_size()), device
 
     def close(self) -> None:
@@ -107,6 +110,22 @@ class Ranks:
 
     def _device(self) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _keys_of_this_attempt(store: dist.Store, rank: int) -> dist.Store:
+    """The process group's store, its keys apart from those of earlier attempts. torchrun keeps
+    one store for all its restarts (``--max-restarts``), where restarted processes would read the
+    addresses their predecessors left (a hang, or "connection refused"). With one launcher its
+    restart count names the attempt; launchers on several machines count their restarts apart,
+    so there torchrun's own store has to be left (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``)."""
+    if os.environ.get("GROUP_WORLD_SIZE", "1") == "1":
+        return dist.PrefixStore(f"pixelrnn/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
+    if (rank == 0 and os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") != "0"
+            and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"):
+        print("pixelrnn: warning: torchrun --max-restarts on several machines: launch with "
+              "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, or restarted processes may meet their predecessors' "
+              "addresses and hang", file=sys.stderr)
+    return store
 
 
 def data_parallel(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:

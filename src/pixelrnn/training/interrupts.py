@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # This process's parent when the package was imported: under torchrun, the launcher.
@@ -71,3 +72,19 @@ class StopRequests:
     def _restore(self, *numbers: int) -> None:
         for number in numbers or list(self._previous):
             signal.signal(number, self._previous.pop(number))
+
+
+def signal_for_tests(rank: int) -> Callable[[int], None]:
+    """Tests: with ``_PIXELRNN_TEST_SIGNAL_AT=STEP:NAME`` (and ``_PIXELRNN_TEST_SIGNAL_RANKS=R,...``,
+    default 0), the returned ``after(step)`` sends process R that signal after step STEP: a crash
+    (SIGKILL), a stop request (SIGTERM) or a freeze (SIGSTOP) at a known step, once (not again in
+    the processes that torchrun restarts). Otherwise it does nothing."""
+    at, name = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")
+    armed = (str(rank) in os.environ.get("_PIXELRNN_TEST_SIGNAL_RANKS", "0").split(",")
+             and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0")
+
+    def after(step: int) -> None:
+        if armed and step == int(at):
+            os.kill(os.getpid(), signal.Signals[name])
+
+    return after

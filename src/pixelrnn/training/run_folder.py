@@ -10,6 +10,15 @@ from pathlib import Path
 from ..files import atomic_write
 from ..visualize import plot_curves
 
+# What a run writes before its first checkpoint: a folder holding only these is a run that never
+# saved a step (``--auto-resume`` starts it again).
+BEFORE_FIRST_CHECKPOINT = {"run.json", "metrics.jsonl", "curves.png"}
+
+
+def never_saved_a_step(out: Path) -> bool:
+    """Whether ``out`` is absent or holds nothing but what a run writes before its first checkpoint."""
+    return not out.is_dir() or all(entry.name in BEFORE_FIRST_CHECKPOINT for entry in out.iterdir())
+
 
 def append_metrics(out: Path, record: dict, levels: int, events: list) -> None:
     """Add one evaluation to ``out/metrics.jsonl`` and redraw ``out/curves.png`` (with the

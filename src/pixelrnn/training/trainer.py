@@ -50,16 +50,16 @@ from ..runtime import pick_device
 from .config import TrainConfig
 from .distributed import Ranks, data_parallel
 from .evaluation import check_compatible, per_image_nll, report_of_terms
-from .interrupts import StopRequests, TrainingInterrupted
+from .interrupts import StopRequests, TrainingInterrupted, signal_for_tests
 from .run_data import RunData
-from .run_folder import append_metrics, truncate_metrics
+from .run_folder import append_metrics, never_saved_a_step, truncate_metrics
 from .run_lock import NoLock, RunLock
 
 
 class Trainer:
     """Runs one training run; ``Trainer(config).run()``."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
+    def __init__(self, config: TrainConfig, resume: bool | str = False, force: bool = False,
                  progress: bool = True, new_lr: float | None = None, new_batch_size: int | None = None,
                  new_eval_every: int | None = None, expect: dict | None = None,
                  device: str | torch.device | None = None, log: bool | None = None, threads=None) -> None:
@@ -73,13 +73,22 @@ class Trainer:
         caller gave (the CLI's options); each must equal the run's, else PixelRNNError. ``device``:
         see ``runtime.pick_device`` (default: CUDA if there is one); a run may resume on another.
         ``log``: a line on stderr per evaluation (default: with ``progress``, the progress bar).
-        ``threads``: a ``runtime.LoadAwareThreads`` that the loop polls (the CLI's), or None."""
+        ``threads``: a ``runtime.LoadAwareThreads`` that the loop polls (the CLI's), or None.
+        ``resume="auto"``: continue the run if the folder holds its checkpoint, with ``config`` as the
+        run's own (each field set must equal the run's), else start it (in a folder that holds no
+        more than a run writes before its first checkpoint, or with ``force``)."""
         self.threads = threads
         self.out, self.progress, self.log = Path(config.out), progress, progress if log is None else log
         self.ranks, self.device = Ranks.from_environment(pick_device(device))
         self.progress = self.progress and self.ranks.main
         self.log = self.log and self.ranks.main
         config.check()
+        if resume == "auto":  # one call starts the run or continues it (torchrun --max-restarts, a requeued job)
+            resume = (self.out / ckpt.LAST).is_file()
+            if resume:  # the configuration is the run's own: compared with it, not applied as changes
+                expect = config.definition()
+                config = dataclasses.replace(config, lr_changes=[], batch_changes=[], ema=0.0, ema_from=0)
+            force = force or not resume and never_saved_a_step(self.out)
         if resume and not (self.out / ckpt.LAST).is_file():
             raise PixelRNNError(f"{self.out}: nothing to resume (no {ckpt.LAST})")
         if self.out.exists() and not self.out.is_dir():
@@ -227,8 +236,9 @@ class Trainer:
                   "dropout": stage.dropout, "kernel_size": stage.kernel_size, "head": stage.head}
         for name, value in given.items():
             if actual[name] != value:
+                flag = {"lr_changes": "lr-at", "batch_changes": "batch-at"}.get(name, name.replace("_", "-"))
                 raise PixelRNNError(
-                    f"{self.out} is a run with --{name.replace('_', '-')} {actual[name]}, not {value}: "
+                    f"{self.out} is a run with --{flag} {actual[name]}, not {value}: "
                     "--resume continues a run with its own configuration (start a new run to change it)")
 
     def _restore(self, path: Path) -> None:
@@ -279,9 +289,7 @@ class Trainer:
         last_eval: dict = {}
         started, images_seen = time.perf_counter(), 0
         self._clock = (started, state.get("elapsed_s", 0.0))
-        signal_step, signal_name = os.environ.get("_PIXELRNN_TEST_SIGNAL_AT", "0:SIGKILL").split(":")  # tests
-        signal_step = int(signal_step)
-        signal_ranks = os.environ.get("_PIXELRNN_TEST_SIGNAL_RANKS", "0").split(",")
+        signal_after = signal_for_tests(self.ranks.rank)
         while not self.config.budget_spent(self.state, len(self.data.train_images)) and not self._stopped():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + state["epoch"]))
             while state["position"] < n and not self.config.budget_spent(self.state, len(self.data.train_images)):
@@ -300,8 +308,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=state["epoch"], nats=f"{loss:.2f}",
                                 bpd=f"{bits_per_dim(loss, self.data.dims):.4f}", img_s=f"{rate:.0f}")
-                if state["step"] == signal_step and str(self.ranks.rank) in signal_ranks:
-                    os.kill(os.getpid(), signal.Signals[signal_name])  # tests: a crash or a stop request
+                signal_after(state["step"])  # tests: a crash or a stop request at a known step
                 stopping = self.ranks.largest(stop.requested or 0)  # every process stops at the same step
                 epoch_done = state["position"] >= n
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or (
@@ -401,7 +408,7 @@ class Trainer:
         ckpt.save_training_state(self.out / ckpt.LAST, self.model, self.optimizer, rng, trainer, averaged)
 
 
-def train(config: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+def train(config: TrainConfig, resume: bool | str = False, force: bool = False, progress: bool = True,
           device: str | torch.device | None = None) -> AnyModel:
     """Run (or resume) a training run; returns the final model (its averaged weights with ``ema``)."""
     trainer = Trainer(config, resume=resume, force=force, progress=progress, device=device)
