@@ -18,6 +18,7 @@ from typing import Callable
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # This process's parent when the package was imported: under torchrun, the launcher.
 PARENT_AT_START = os.getppid()
+LAUNCHER_POLL_S = 1.0  # how often a process under torchrun looks for its launcher
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -38,10 +39,9 @@ class StopRequests:
     SIGKILL anyway. Under torchrun it also watches the launcher (see the module's docstring).
     Outside the main thread, where Python cannot set handlers, it does nothing."""
 
-    def __init__(self, poll_s: float = 1.0) -> None:
+    def __init__(self) -> None:
         self.requested: int | None = None
         self._previous: dict[int, object] = {}
-        self._poll_s = poll_s
         self._done = threading.Event()
 
     def __enter__(self) -> StopRequests:
@@ -57,7 +57,7 @@ class StopRequests:
 
     def _watch_launcher(self) -> None:
         """Send this process SIGTERM once its parent is no longer the one it started with."""
-        while not self._done.wait(self._poll_s):
+        while not self._done.wait(LAUNCHER_POLL_S):
             if os.getppid() != PARENT_AT_START:
                 print(f"pixelrnn: the launcher (process {PARENT_AT_START}) is gone: stopping after the step in "
                       "progress", file=sys.stderr, flush=True)
