@@ -26,7 +26,7 @@ if [ "${1:-}" = "--smoke" ]; then
   export PIXELRNN_TEST_DEVICES=cpu  # the CPU stands in for the GPU in the device tests
   TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
   GRAPH=()  # CUDA graphs need CUDA: the smoke runs that step's command without them
-  TRITON=(--scan triton --cifar-layers 1) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
+  TRITON=(--scan triton --cifar-layers 1 --cifar-side 8) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
   SCAN_SIZES=(--size 4 --hidden 8 --batch 1)
   export TRITON_INTERPRET=1  # the Triton scan, here and in the device tests, in Triton's interpreter
 elif [ -n "${1:-}" ]; then

@@ -177,6 +177,8 @@ def main() -> None:
     parser.add_argument("--cifar-hidden", type=int, default=32)
     parser.add_argument("--cifar-layers", type=int, default=4)
     parser.add_argument("--cifar-head", type=int, default=256)
+    parser.add_argument("--cifar-side", type=int, default=32,
+                        help="image side of the CIFAR-sized setting (smaller: a quick check of the script)")
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--paper-cifar", action="store_true",
                         help="the paper's CIFAR-10 sizes: h = 128, head 1024, 15 PixelCNN or 12 recurrent layers "
@@ -224,8 +226,9 @@ def main() -> None:
         settings.append(("cifar 32x32x3 L=256 h=128 paper's layers", 32, paper))
     elif not args.skip_cifar:
         cifar = cifar_options(args.cifar_hidden, args.cifar_layers, args.cifar_head)
-        settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
-                         32, {a: {**cifar, **kernel} for a in archs}))
+        side = args.cifar_side
+        settings.append((f"cifar {side}x{side}x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}",
+                         side, {a: {**cifar, **kernel} for a in archs}))
     if args.scan == "triton" and not scan_triton.available():
         parser.error("--scan triton: Triton is not installed (pip install triton)")
     if args.scan == "triton" and args.device == "cpu" and not scan_triton.interpreter_asked():
