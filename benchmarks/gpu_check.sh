@@ -22,11 +22,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--smoke" ]; then
   DEVICE=cpu HIDDEN=8 LAYERS=2 HEAD=16 BATCHES="2" STEPS=1 RUN_STEPS=4 RUN_BATCH=4 IMAGES=16
-  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 TESTS=(tests/test_devices.py)
+  SAMPLE_LAYERS=1 SAMPLE_BATCH=2 NAIVE=4 SAMPLE_SIZES=(--cifar-side 8) TESTS=(tests/test_devices.py)
   export PIXELRNN_TEST_DEVICES=cpu  # the CPU stands in for the GPU in the device tests
-  TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --in-process --scan torch)
+  TRAIN_SIZES=(--cifar-hidden 8 --cifar-layers 2 --cifar-head 16 --cifar-side 8 --in-process --scan torch)
   GRAPH=()  # CUDA graphs need CUDA: the smoke runs that step's command without them
-  TRITON=(--scan triton --cifar-layers 1 --cifar-side 8) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
+  TRITON=(--scan triton --cifar-layers 1) TRITON_BATCHES="1"  # interpreted on the CPU: the least that runs
   SCAN_SIZES=(--size 4 --hidden 8 --batch 1)
   export TRITON_INTERPRET=1  # the Triton scan, here and in the device tests, in Triton's interpreter
 elif [ -n "${1:-}" ]; then
@@ -34,7 +34,7 @@ elif [ -n "${1:-}" ]; then
   exit 2
 else
   DEVICE=cuda HIDDEN=128 LAYERS=15 HEAD=1024 BATCHES="16 64" STEPS=10 RUN_STEPS=300 RUN_BATCH=64 IMAGES=512
-  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 TESTS=(tests/test_devices.py tests/test_precision.py)
+  SAMPLE_LAYERS=4 SAMPLE_BATCH=64 NAIVE=48 SAMPLE_SIZES=() TESTS=(tests/test_devices.py tests/test_precision.py)
   TRAIN_SIZES=(--paper-cifar)
   GRAPH=(--cuda-graph)
   TRITON=(--scan triton) TRITON_BATCHES="$BATCHES"
@@ -134,7 +134,8 @@ fi
 # 4. Sampling: cached against naive, 32x32x3 at the paper's h (fewer layers, to keep the naive
 #    sampler's share short).
 run 45 sampling "$PY" benchmarks/sampling.py --device "$DEVICE" --skip-mnist --batch-sizes "$SAMPLE_BATCH" \
-  --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD"
+  --naive-values "$NAIVE" --cifar-hidden "$HIDDEN" --cifar-layers "$SAMPLE_LAYERS" --cifar-head "$HEAD" \
+  "${SAMPLE_SIZES[@]}"
 
 { echo; cat "$SUMMARY"; cat "$SECTIONS"; } >> "$REPORT"
 echo "wrote $REPORT ($FAILED step(s) failed)"

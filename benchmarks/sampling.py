@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--cifar-head", type=int, default=256)
+    parser.add_argument("--cifar-side", type=int, default=32,
+                        help="image side of the CIFAR-sized setting (smaller: a quick check of the script)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     keep_freed_memory()
@@ -69,7 +71,8 @@ def main() -> None:
     settings = [] if args.skip_mnist else [("mnist 28x28x1 L=2", 28, MNIST)]
     if not args.skip_cifar:
         cifar = dict(channels=3, levels=256, hidden=args.cifar_hidden, layers=args.cifar_layers, head=args.cifar_head)
-        settings.append((f"cifar 32x32x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}", 32,
+        side = args.cifar_side
+        settings.append((f"cifar {side}x{side}x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}", side,
                          {a: cifar for a in archs}))
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} device={args.device}; "
           f"naive timed on {args.naive_values or 'all'} values per image and scaled")

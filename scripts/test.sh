@@ -12,6 +12,6 @@ if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$
 fi
 # Build the CPU LSTM kernel now (about 30 s; cached): fail here if it cannot be built.
 timeout 600 python -c "import sys; from pixelrnn.layers import scan_kernel; sys.exit(scan_kernel.load() is None)"
-# Stopped after 40 minutes: about 10-15 on this project's AVX-512 machine, while an AVX2 machine with half
+# Stopped after 40 minutes: about 8-12 on this project's AVX-512 machine, while an AVX2 machine with half
 # the L2 cache once took 18 minutes for a suite that took 5 here; the margin covers it on a slow hour.
 timeout 2400 python -m pytest -q "$@"

@@ -1,7 +1,7 @@
 """Bad input: one clear line on stderr and exit status 2, never a traceback.
 
 Most tests call the command line's ``main`` in this process (``pixelrnn_cli_here``); the first
-tests and the trained run go through ``python -m pixelrnn`` in a new process, as a user does."""
+tests go through ``python -m pixelrnn`` in a new process, as a user does."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_missing_data_files_are_named(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    assert pixelrnn_cli(*TRAIN, "--out", str(run)).returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, "--out", run).returncode == 0
     return run
 
 

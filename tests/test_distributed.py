@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training import pixelrnn_cli
+from test_training import pixelrnn_cli_here
 
 import pixelrnn
 from pixelrnn.training.distributed import Ranks
@@ -122,7 +122,7 @@ def two_process_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     two = torchrun(*COMMON, "--batch-size", "4", "--steps", "6", "--out", str(root / "two"))
     assert two.returncode == 0, two.stderr
-    one = pixelrnn_cli(*COMMON, "--batch-size", "8", "--steps", "6", "--out", str(root / "one"))
+    one = pixelrnn_cli_here(*COMMON, "--batch-size", "8", "--steps", "6", "--out", root / "one")
     assert one.returncode == 0, one.stderr
     return root
 
@@ -146,7 +146,7 @@ def test_the_card_of_a_distributed_run_gives_its_processes_and_a_command_that_tr
     run, again = tmp_path / "two", tmp_path / "again"
     shutil.copytree(two_process_run / "two", run)
     assert json.loads((run / "run.json").read_text())["processes"] == 2
-    assert pixelrnn_cli("card", str(run), "--samples", "4").returncode == 0
+    assert pixelrnn_cli_here("card", run, "--samples", "4").returncode == 0
     card = (run / "README.md").read_text()
     assert "batch 4 in each of 2 processes (a global batch of 2 x that)" in card
     command = card.split("```\n")[1].split("\n")[0].split()
@@ -186,7 +186,7 @@ def test_a_class_conditional_run_shards_its_labels_with_its_images(tmp_path):
             "--seed", "5", "--quiet"]
     two = torchrun(*args, "--batch-size", "4", "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr
-    one = pixelrnn_cli(*args, "--batch-size", "8", "--out", str(tmp_path / "one"))
+    one = pixelrnn_cli_here(*args, "--batch-size", "8", "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     model = pixelrnn.load_model(tmp_path / "two" / "last.safetensors")
     assert model.classes == 10
@@ -195,16 +195,9 @@ def test_a_class_conditional_run_shards_its_labels_with_its_images(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def test_a_resumed_distributed_run_is_bit_identical_and_keeps_its_world_size(two_process_run, tmp_path):
-    run = tmp_path / "run"
-    first = torchrun(*COMMON, "--batch-size", "4", "--steps", "3", "--out", str(run))
-    assert first.returncode == 0, first.stderr
-    one_process = pixelrnn_cli("train", "--out", str(run), "--resume", "--steps", "6")
-    assert one_process.returncode == 2 and "was trained by 2 process(es)" in one_process.stderr
-    assert_resumes_to_the_uninterrupted_run(run, two_process_run / "two", "--steps", "6")
-
-
 def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run, tmp_path):
+    """Process 1 killed at step 4: the run ends (no hang); it resumes with its own world size only,
+    from the step-3 checkpoint, to the uninterrupted run's weights bit for bit."""
     run = tmp_path / "run"
     started = time.monotonic()
     killed = torchrun(*COMMON, "--batch-size", "4", "--steps", "6", "--out", str(run),
@@ -212,6 +205,8 @@ def test_a_killed_process_ends_the_run_and_resume_loses_nothing(two_process_run,
     assert killed.returncode != 0 and time.monotonic() - started < 120  # no hang
     saved = pixelrnn.training.checkpoints.read_checkpoint(run / "last.safetensors")[1]["trainer"]["step"]
     assert saved == 3  # the last checkpoint before the kill
+    one_process = pixelrnn_cli_here("train", "--out", run, "--resume")
+    assert one_process.returncode == 2 and "was trained by 2 process(es)" in one_process.stderr
     assert_resumes_to_the_uninterrupted_run(run, two_process_run / "two")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import pixelrnn_cli
+from test_training import pixelrnn_cli_here
 
 import pixelrnn
 from pixelrnn.data import dataset_info
@@ -79,8 +79,8 @@ def test_shipped_model_evaluates_a_test_file(folder, test_files):
     marginal; one trained on MNIST binarized by the package: the binarized-MNIST benchmark's)."""
     options = run_options(folder)
     dataset = "binarized-mnist" if trained_levels(options) == 2 else options["dataset"]
-    result = pixelrnn_cli("evaluate", "--checkpoint", str(folder), "--dataset", dataset,
-                          "--data-dir", str(test_files[dataset]), "--split", "test", "--limit", "5", "--json")
+    result = pixelrnn_cli_here("evaluate", "--checkpoint", folder, "--dataset", dataset,
+                               "--data-dir", test_files[dataset], "--split", "test", "--limit", "5", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["split"] == "test" and report["images"] == 5 and report["nll_nats"] > 0
@@ -88,8 +88,10 @@ def test_shipped_model_evaluates_a_test_file(folder, test_files):
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_shipped_model_scores_what_its_card_says_on_validation_images(folder):
-    """The first 500 validation images of its run's data: within 4 standard errors of the card's
-    full-split NLL (a class-conditional model's: -ln p(x | y), given each image's label)."""
+    """The first 256 validation images of its run's data: within 4 standard errors of the card's
+    full-split NLL (a class-conditional model's: -ln p(x | y), given each image's label). All
+    shipped models are within 1.6 of it today; test_shipped_model_gives_the_likelihoods_it_gave_before
+    pins the binarized-MNIST models' likelihoods exactly."""
     from pixelrnn.data import binarize_fixed, load_labeled
 
     options = run_options(folder)
@@ -98,8 +100,8 @@ def test_shipped_model_scores_what_its_card_says_on_validation_images(folder):
         pytest.skip(f"shared data folder {data} absent")
     split = load_labeled(options["dataset"], "valid", data, labels=options.get("conditional", False))
     images = binarize_fixed(split.images, 256, options["dataset"]) if options["binarize"] else split.images
-    labels = None if split.labels is None else split.labels[:500]
-    report = pixelrnn.evaluate(pixelrnn.load_model(folder), images[:500], labels=labels)
+    labels = None if split.labels is None else split.labels[:256]
+    report = pixelrnn.evaluate(pixelrnn.load_model(folder), images[:256], labels=labels)
     best = best_record(folder)
     assert abs(report.nll_nats - best["valid_nll_nats"]) < 4 * report.nll_nats_stderr
 

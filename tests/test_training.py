@@ -33,7 +33,9 @@ def pixelrnn_cli(*args, env=None):
 
 def pixelrnn_cli_here(*args):
     """The command line's ``main(ARGS)`` in this process, as :func:`pixelrnn_cli` reports it: for
-    the many refusal tests, which would otherwise spend most of their time importing torch."""
+    every call whose subject is not the process itself (killed or stopped by a signal, a lock held
+    by another process), which would otherwise spend most of its time importing torch. Runs here
+    and in new processes are bit-identical: both take the thread count that conftest.py fixes."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
@@ -58,9 +60,9 @@ def rates_of_run(monkeypatch, trainer) -> list[float]:
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
-    """``pixelrnn train TRAIN`` run to its end without a stop: (its folder, the finished process)."""
+    """``pixelrnn train TRAIN`` run to its end without a stop (in this process): (its folder, its result)."""
     straight = tmp_path_factory.mktemp("straight") / "run"
-    result = pixelrnn_cli(*TRAIN, "--out", str(straight))
+    result = pixelrnn_cli_here(*TRAIN, "--out", straight)
     assert result.returncode == 0, result.stderr
     return straight, result
 
@@ -71,8 +73,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, straight_run):
     assert crashed.returncode == -signal.SIGKILL
     _, meta = ckpt.read_checkpoint(killed / ckpt.LAST)
     assert meta["trainer"]["step"] == 12  # the last checkpoint before the kill
-    resumed = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(killed),
-                           "--resume", "--quiet")
+    resumed = pixelrnn_cli_here("train", "--model", "row_lstm", "--dataset", "digits", "--out", killed,
+                                "--resume", "--quiet")  # in this process: the crash is what needs one of its own
     assert resumed.returncode == 0, resumed.stderr
     a, b = weights(straight), weights(killed)
     assert a.keys() == b.keys()
@@ -92,7 +94,7 @@ def test_auto_resume_starts_a_run_and_the_same_command_continues_it(tmp_path, st
     for changed, said in ((["--lr", "5e-4"], "--lr 0.001, not 0.0005"), (["--lr-at", "15:1e-4"], "--lr-at [], not")):
         refused = pixelrnn_cli_here(*TRAIN, "--out", run, "--auto-resume", *changed)
         assert refused.returncode == 2 and said in refused.stderr, refused.stderr
-    resumed = pixelrnn_cli(*TRAIN, "--out", str(run), "--auto-resume")
+    resumed = pixelrnn_cli_here(*TRAIN, "--out", run, "--auto-resume")
     assert resumed.returncode == 0, resumed.stderr
     a, b = weights(straight), weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -119,7 +121,7 @@ def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(tm
         f"`pixelrnn train --out {stopped} --resume` continues")
     _, meta = ckpt.read_checkpoint(stopped / ckpt.LAST)
     assert meta["trainer"]["step"] == 13  # nothing lost (periodic checkpoints: 12, 15)
-    assert pixelrnn_cli("train", "--out", str(stopped), "--resume", "--quiet").returncode == 0
+    assert pixelrnn_cli_here("train", "--out", stopped, "--resume", "--quiet").returncode == 0
     a, b = weights(straight), weights(stopped)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -221,12 +223,12 @@ def test_a_resumed_run_keeps_its_own_configuration(tmp_path, capsys):
 
 def test_training_writes_metrics_curves_and_best_model(tmp_path):
     run = tmp_path / "run"
-    assert pixelrnn_cli(*TRAIN, "--out", str(run)).returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, "--out", run).returncode == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "train_nll_nats", "valid_nll_nats", "valid_bits_per_dim"} <= records[0].keys()
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     best = min(r["valid_nll_nats"] for r in records)
-    out = pixelrnn_cli("evaluate", "--checkpoint", str(run), "--dataset", "digits", "--split", "valid", "--json")
+    out = pixelrnn_cli_here("evaluate", "--checkpoint", run, "--dataset", "digits", "--split", "valid", "--json")
     report = json.loads(out.stdout)
     assert report["images"] == 500 and report["dataset"] == "digits" and report["split"] == "valid"
     assert report["nll_nats"] == pytest.approx(best, rel=1e-5)
@@ -303,7 +305,7 @@ def test_learning_rate_schedule(tmp_path, monkeypatch):
         Trainer(TrainConfig(steps=8, lr_changes=[[5, 1e-5]], **config), resume=True, progress=False)
     with pytest.raises(PixelRNNError, match="value > 0"):
         Trainer(TrainConfig(steps=2, lr_changes=[[1, 0.0]], **{**config, "out": str(tmp_path / "new")}))
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--lr-at", "10=1e-4")
+    result = pixelrnn_cli_here(*TRAIN, "--out", tmp_path / "cli", "--lr-at", "10=1e-4")
     assert result.returncode == 2 and "is not STEP:LR" in result.stderr
 
 
@@ -329,7 +331,7 @@ def test_learning_rate_warm_up(tmp_path, monkeypatch):
         Trainer(TrainConfig(steps=8, **config), resume=True, progress=False, expect={"warmup": 8})
     with pytest.raises(PixelRNNError, match="--warmup -1: needs a number of steps >= 0"):
         Trainer(TrainConfig(steps=2, **{**config, "warmup": -1, "out": str(tmp_path / "new")}))
-    result = pixelrnn_cli(*TRAIN, "--out", str(tmp_path / "cli"), "--warmup", "-1")
+    result = pixelrnn_cli_here(*TRAIN, "--out", tmp_path / "cli", "--warmup", "-1")
     assert result.returncode == 2 and "--warmup: -1: needs a whole number >= 0" in result.stderr
 
 

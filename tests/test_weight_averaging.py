@@ -69,11 +69,11 @@ def test_before_the_average_begins_the_raw_weights_are_evaluated(tmp_path):
 def test_resume_after_sigkill_is_bit_identical_with_an_average(tmp_path, start):
     averaging = ["--ema", "0.9", "--ema-from", start]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert pixelrnn_cli(*TRAIN, *averaging, "--out", str(straight)).returncode == 0
+    assert pixelrnn_cli_here(*TRAIN, *averaging, "--out", straight).returncode == 0
     crashed = pixelrnn_cli(*TRAIN, *averaging, "--out", str(killed), env={"_PIXELRNN_TEST_SIGNAL_AT": "13:SIGKILL"})
     assert crashed.returncode == -signal.SIGKILL
-    resumed = pixelrnn_cli("train", "--model", "row_lstm", "--dataset", "digits", "--out", str(killed),
-                           "--resume", "--quiet")
+    resumed = pixelrnn_cli_here("train", "--model", "row_lstm", "--dataset", "digits", "--out", killed,
+                                "--resume", "--quiet")  # in this process: the crash is what needs one of its own
     assert resumed.returncode == 0, resumed.stderr
     a, b = weights(straight), weights(killed)
     assert any(k.startswith("average.") for k in a) and a.keys() == b.keys()
