@@ -13,6 +13,14 @@ import pixelrnn
 ARCHITECTURES = pixelrnn.ARCHITECTURES
 
 
+def fallback_march() -> str:
+    """The -march of a machine without this one's vector units (``PIXELRNN_NATIVE_MARCH``): AVX2
+    (x86-64-v3) where this CPU has AVX-512, else SSE2 only (x86-64). scripts/test.sh builds the
+    kernel for it ahead of tests/test_fused_scan.py (``python tests/helpers.py``)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "x86-64-v3" if "avx512f" in flags else "x86-64"
+
+
 def tiny_model(architecture: str, channels: int, levels: int, **overrides) -> pixelrnn.PixelRNN:
     """A small random model in float64 (so that no dependency underflows to zero)."""
     torch.manual_seed(0)
@@ -165,3 +173,7 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+if __name__ == "__main__":
+    print(fallback_march())
