@@ -17,8 +17,9 @@ def fallback_march() -> str:
     """The -march of a machine without this one's vector units (``PIXELRNN_NATIVE_MARCH``): AVX2
     (x86-64-v3) where this CPU has AVX-512, else SSE2 only (x86-64). scripts/test.sh builds the
     kernel for it ahead of tests/test_fused_scan.py (``python tests/helpers.py``)."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "x86-64-v3" if "avx512f" in flags else "x86-64"
+    from pixelrnn.layers.scan_kernel import cpu_flags
+
+    return "x86-64-v3" if "avx512f" in cpu_flags().split() else "x86-64"
 
 
 def tiny_model(architecture: str, channels: int, levels: int, **overrides) -> pixelrnn.PixelRNN:

@@ -56,17 +56,22 @@ def is_enabled() -> bool:
     return _enabled
 
 
+def cpu_flags() -> str:
+    """The CPU's feature flags line from /proc/cpuinfo ("flags : fpu ... avx512f ..."); empty
+    where there is none (not Linux)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+
+
 def _machine_tag() -> str:
     """Source, PyTorch, CPU and the environment's header folders, so a build for one machine is
     never loaded on another, and two environments sharing one cache (two checkouts, each with
     its own venv) keep a build each instead of rebuilding each other's: the compile command
     names PyTorch's and Python's headers, and ninja rebuilds when that command changes."""
-    flags = ""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    except OSError:
-        pass
+    flags = cpu_flags()
     headers = [str(Path(torch.__file__).parent), sysconfig.get_paths()["include"]]
     key = "|".join([_SOURCE.read_text(), torch.__version__, platform.machine(), flags, sys.version, *headers,
                     *_cflags()])
