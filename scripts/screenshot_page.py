@@ -1,5 +1,6 @@
 """Write docs/images/page.png: the page with the shipped class-conditional PixelCNN, an example
-digit completed as class 3, and its surprise map (headless Chromium; run in .venv)."""
+digit completed as class 3, its surprise map and the receptive field of one pixel (headless
+Chromium; run in .venv)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.support.ui import Select
 
 from pixelrnn.app.catalog import Catalog
@@ -32,7 +34,7 @@ def main(out: Path = ROOT / "docs" / "images" / "page.png") -> None:
     threading.Thread(target=server.run, daemon=True).start()
     wait(lambda: server.started)
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1200"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
@@ -50,6 +52,10 @@ def main(out: Path = ROOT / "docs" / "images" / "page.png") -> None:
         wait(lambda: driver.find_element("id", "status").text == "done")
         driver.find_element("id", "surprise").click()
         wait(lambda: "nats" in driver.find_element("id", "nll").text)
+        heatmap = driver.find_element("id", "heatmap")  # pixel (16, 14): offsets from the picture's centre
+        cell = heatmap.size["width"] / 28
+        ActionChains(driver).move_to_element_with_offset(heatmap, round(0.5 * cell), round(2.5 * cell)).click().perform()
+        wait(lambda: driver.execute_script("return window.pixelrnn.field") is not None)
         driver.save_screenshot(str(out))
     finally:
         driver.quit()

@@ -216,6 +216,26 @@ def test_the_surprise_map_is_each_pixels_exact_minus_log_p(server, checkpoints):
         assert answer["heatmap"].startswith("data:image/png;base64,")
 
 
+def test_the_receptive_field_of_a_pixel_is_its_gradient_at_the_image(server, checkpoints):
+    """Each earlier pixel's gradient at the drawn image, channels summed, given the class: zero
+    from the pixel on; bad pixels get one line."""
+    from pixelrnn.receptive_field import receptive_field
+
+    url, _ = server
+    model = pixelrnn.load_model(checkpoints["rgb"])
+    image = torch.randint(0, 4, (1, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(4))
+    request = {"model": "rgb", "values": image.flatten().tolist(), "label": 2, "row": 6, "column": 4}
+    answer = httpx.post(f"{url}/api/receptive-field", json=request).json()
+    field = receptive_field(model, SIZE, SIZE, (6, 4), at=image, label=2).sum(0)
+    assert answer["earlier"] == 6 * SIZE + 4 and answer["seen"] == int((field > 0).sum()) > 0
+    assert not field.flatten()[6 * SIZE + 4 :].any()
+    assert answer["picture"].startswith("data:image/png;base64,")
+    for bad, message in [({"row": SIZE}, f"pixel ({SIZE}, 4) is outside"), ({"row": -1}, "row: Input should be"),
+                         ({"label": 7}, "class")]:
+        response = httpx.post(f"{url}/api/receptive-field", json={**request, **bad})
+        assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
 # --- in a real browser ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -284,6 +304,14 @@ def test_the_page_draws_uploads_completes_and_reports_bad_uploads(server, browse
         wait_until(lambda: message in browser.find_element("id", "message").text, 10)
     browser.find_element("id", "surprise").click()
     wait_until(lambda: "nats" in browser.find_element("id", "nll").text, 10)
+    heatmap = browser.find_element("id", "heatmap")  # click the middle of pixel (3, 7): offsets from its centre
+    cell = heatmap.size["width"] / SIZE
+    ActionChains(browser).move_to_element_with_offset(heatmap, round((7.5 - SIZE / 2) * cell),
+                                                      round((3.5 - SIZE / 2) * cell)).click().perform()
+    wait_until(lambda: page_state(browser, "field") is not None, 10)
+    assert (page_state(browser, "field.row"), page_state(browser, "field.column")) == (3, 7)
+    assert "pixel (3, 7)" in browser.find_element("id", "field-info").text
+    assert browser.execute_script("return document.getElementById('field').naturalWidth") > 0
     browser.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000
 

@@ -1,4 +1,4 @@
-"""Pictures: training curves, image grids and confusion matrices (PNG)."""
+"""Pictures: training curves, image grids, confusion matrices and receptive fields (PNG)."""
 
 from __future__ import annotations
 
@@ -67,10 +67,71 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
     _save_figure(fig, path)
 
 
-def _save_figure(fig, path: str | Path) -> None:
+# Receptive-field colours (RGB in 0..1): the predicted value, the earlier values it cannot see, the later ones.
+FIELD_TARGET, FIELD_BLIND, FIELD_LATER = (0.85, 0.1, 0.1), (1.0, 0.7, 0.15), (0.93, 0.93, 0.93)
+
+
+def field_picture(field: torch.Tensor, earlier: torch.Tensor, pixel: tuple[int, int], channel: int,
+                  decades: float = 6.0) -> np.ndarray:
+    """(C, H, W) field and earlier-value mask -> (C, H, W, 3) float colours: the predicted value red,
+    earlier values it sees blue (darker where the gradient is larger, on a log scale over ``decades``
+    below the field's largest), earlier values it does not see (its blind spot) amber, later ones pale."""
+    field = field.double().cpu()
+    seen = field > 0
+    colours = np.empty((*field.shape, 3))
+    colours[...] = FIELD_LATER
+    colours[(earlier & ~seen).numpy()] = FIELD_BLIND
+    if seen.any():
+        level = (field[seen].log10() - (field.max().log10() - decades)).clamp(0, decades) / decades
+        shade = 0.35 + 0.65 * level.numpy()[:, None]  # 0.35: the weakest dependence still shows
+        light, dark = np.array([0.78, 0.87, 0.97]), np.array([0.03, 0.19, 0.42])
+        colours[seen.numpy()] = light + shade * (dark - light)
+    colours[channel, pixel[0], pixel[1]] = FIELD_TARGET
+    return colours
+
+
+def plot_receptive_fields(panels: list[tuple[str, np.ndarray]], path: str | Path, title: str = "") -> None:
+    """A column per model, a row per input channel: ``panels`` holds (label, (C, H, W, 3) colours
+    from ``field_picture``); a legend says what the colours mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    channels = panels[0][1].shape[0]
+    fig, axes = plt.subplots(channels, len(panels), squeeze=False, dpi=100,
+                             figsize=(max(3.4, 0.4 + 2.5 * len(panels)), 1.3 + 2.5 * channels))
+    for column, (label, colours) in enumerate(panels):
+        h, w = colours.shape[1:3]
+        for c in range(channels):
+            ax = axes[c][column]
+            ax.imshow(colours[c], interpolation="nearest")
+            if max(h, w) <= 32:  # a line between pixels where they are large enough to see
+                ax.set_xticks(np.arange(-0.5, w), minor=True)
+                ax.set_yticks(np.arange(-0.5, h), minor=True)
+                ax.grid(which="minor", color="white", linewidth=0.4)
+                ax.tick_params(which="minor", length=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_title(label, fontsize=8)
+            if column == 0 and channels == 3:
+                ax.set_ylabel(f"input {'RGB'[c]}", fontsize=8)
+    legend = [Patch(color=FIELD_TARGET, label="predicted value"),
+              Patch(color=(0.03, 0.19, 0.42), label="seen (darker: larger gradient)"),
+              Patch(color=FIELD_BLIND, label="earlier, not seen"), Patch(color=FIELD_LATER, label="later")]
+    fig.legend(handles=legend, loc="lower center", ncol=4 if len(panels) >= 3 else 2, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save_figure(fig, path, bottom=0.35 / fig.get_figheight())  # room for the legend
+
+
+def _save_figure(fig, path: str | Path, bottom: float = 0.0) -> None:
+    """The figure as a PNG, written atomically; ``bottom``: the fraction of its height kept free."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)

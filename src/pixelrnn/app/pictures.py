@@ -1,4 +1,4 @@
-"""Values to pictures for the page: image grids and -log p heat maps as PNG data URLs."""
+"""Values to pictures for the page: image grids, -log p heat maps and receptive fields as PNG data URLs."""
 
 from __future__ import annotations
 
@@ -36,4 +36,14 @@ def heatmap_url(nats: torch.Tensor, scale: int, top: float | None = None) -> str
     values = nats.detach().double().cpu().numpy()
     top = float(values.max()) if top is None else top
     colours = colormaps["magma"](values / top if top > 0 else np.zeros_like(values))[..., :3]
+    return png_data_url((colours * 255).round().astype(np.uint8), scale)
+
+
+def field_url(field: torch.Tensor, pixel: tuple[int, int], scale: int) -> str:
+    """(H, W) receptive field of a pixel (each input pixel's gradient, its channels summed) -> the
+    receptive-field picture of ``visualize.field_picture``, as a data URL."""
+    from ..receptive_field import earlier_values
+    from ..visualize import field_picture
+
+    colours = field_picture(field[None], earlier_values(1, *field.shape, pixel), pixel, 0)[0]
     return png_data_url((colours * 255).round().astype(np.uint8), scale)

@@ -21,7 +21,7 @@ from ..errors import PixelRNNError
 from ..models.distribution import bits_per_dim
 from .catalog import Catalog
 from .jobs import Job, JobRunner
-from .pictures import grid_url, heatmap_url
+from .pictures import field_url, grid_url, heatmap_url
 
 MAX_UPLOAD_BYTES = 20_000_000
 MAX_UPLOAD_PIXELS = 40_000_000  # larger images (decompression bombs) are refused before decoding
@@ -34,6 +34,13 @@ class Drawing(BaseModel):
     model: str
     values: list[int] | None = None
     label: int | None = None
+
+
+class FieldRequest(Drawing):
+    """A pixel of the drawing, whose prediction's receptive field is asked for."""
+
+    row: int = Field(ge=0)
+    column: int = Field(ge=0)
 
 
 class JobRequest(Drawing):
@@ -104,6 +111,21 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
         return {"nll_nats": total, "bits_per_dim": bits_per_dim(total, x[0].numel()),
                 "max_pixel_nats": float(nats.max()), "per_pixel_nats": nats.tolist(),
                 "heatmap": heatmap_url(nats, display_scale(info["height"]))}
+
+    @app.post("/api/receptive-field")
+    def field(request: FieldRequest) -> dict:
+        """What the prediction of a pixel (its first value) depends on at this image: each earlier
+        pixel's gradient (its channels summed), given the chosen class (else the first)."""
+        from ..receptive_field import describe, receptive_field
+
+        model, info = catalog.open(request.model)
+        x = checked_values(info, request.values).unsqueeze(0)
+        label = 0 if request.label is None else checked_label(info, request.label)
+        pixel = (request.row, request.column)
+        field = receptive_field(model, info["height"], info["width"], pixel, at=x, label=label).sum(0)
+        counts = describe(field[None], pixel)
+        return {"row": request.row, "column": request.column, "seen": counts["seen"], "earlier": counts["earlier"],
+                "picture": field_url(field, pixel, display_scale(info["height"]))}
 
     @app.post("/api/jobs")
     def start(request: JobRequest) -> dict:

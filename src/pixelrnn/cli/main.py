@@ -13,6 +13,7 @@ from ..runtime import pick_device
 from ..training.interrupts import TrainingInterrupted
 from .classify import classify_command, evaluate_classes
 from .generate import complete_command, sample_command
+from .receptive_field import add_receptive_field_parser
 from .serve import add_serve_parser
 from .io import dataset_images, make_parent, save_array
 from .types import batch_change, count, lr_change, npy_path, png_or_npy_path, png_path, positive
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--label", type=count(0), metavar="K",
                           help="class-conditional models: complete every image as class K (default: its own label)")
     complete.set_defaults(run=complete_command)
+    add_receptive_field_parser(commands)
     add_serve_parser(commands)
     return parser
 

@@ -10,7 +10,7 @@ from ..errors import PixelRNNError
 
 def add_serve_parser(commands) -> None:
     serve = commands.add_parser(
-        "serve", help="a local web page: draw or pick an image, complete it, sample, see -log p per pixel",
+        "serve", help="a local web page: draw or pick an image, complete it, sample, see -log p and receptive fields",
         description="Serve the interactive page on http://HOST:PORT (needs: pip install 'pixelrnn[app]').")
     serve.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                        help="a run folder or model file to offer (repeatable); the shipped models are offered too")

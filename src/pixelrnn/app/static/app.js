@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], info: null, values: [], lastResult: null, job: null, source: null, likelihood: null };
+const state = { models: [], info: null, values: [], lastResult: null, job: null, source: null, likelihood: null, field: null };
 window.pixelrnn = state;
 
 function say(text) { $("message").textContent = text || ""; }
@@ -77,7 +77,8 @@ async function chooseModel(name) {
   const any = new Option("any class: p(x)", ""); $("label").add(any);
   classes.forEach((c, k) => $("label").add(new Option(c, k)));
   setImage(new Array(channels * height * state.info.width).fill(0));
-  $("result").removeAttribute("src"); $("heatmap").removeAttribute("src"); $("nll").textContent = "";
+  ["result", "heatmap", "field"].forEach((id) => $(id).removeAttribute("src")); $("nll").textContent = "";
+  state.field = null;
   say("");
   const examples = await api(`/api/models/${encodeURIComponent(name)}/examples?count=12`);
   $("examples").innerHTML = ""; $("examples-note").textContent = examples.note ? `(${examples.note})` : "";
@@ -157,6 +158,20 @@ async function surprise() {
   } catch (error) { say(error.message); }
 }
 
+async function field(event) {
+  const { height, width } = state.info, rect = event.target.getBoundingClientRect();
+  const row = Math.min(height - 1, Math.floor((event.clientY - rect.top) / rect.height * height));
+  const column = Math.min(width - 1, Math.floor((event.clientX - rect.left) / rect.width * width));
+  say("");
+  try {
+    const result = await postJSON("/api/receptive-field", { model: state.info.name, values: state.values, label: label(), row, column });
+    state.field = result;
+    $("field").src = result.picture;
+    $("field-info").textContent = `pixel (${row}, ${column}): its prediction moves with ${result.seen} of the ` +
+      `${result.earlier} pixels before it in this image (blue, darker: more; amber: not at all; red: the pixel)`;
+  } catch (error) { say(error.message); }
+}
+
 async function upload(file) {
   say("");
   try {
@@ -182,6 +197,8 @@ async function start() {
   $("sample").addEventListener("click", () => run("sample"));
   $("cancel").addEventListener("click", cancel);
   $("surprise").addEventListener("click", surprise);
+  $("heatmap").addEventListener("click", field);
+  $("field").addEventListener("click", field);
   await chooseModel(state.models[0].name);
   document.body.dataset.ready = "true";
 }
