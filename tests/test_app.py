@@ -236,6 +236,29 @@ def test_the_receptive_field_of_a_pixel_is_its_gradient_at_the_image(server, che
         assert response.status_code == 400 and message in response.json()["error"], response.text
 
 
+def test_a_pixels_predictions_are_the_models_conditionals_at_every_level(server, checkpoints):
+    """Each channel's p(x_t = v | x_<t) for every level: given a class, or the marginal over classes;
+    at the image's values they are the surprise map's conditionals."""
+    url, _ = server
+    model = pixelrnn.load_model(checkpoints["rgb"])
+    image = torch.randint(0, 4, (1, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(5))
+    for label in (None, 1):
+        request = {"model": "rgb", "values": image.flatten().tolist(), "label": label, "row": 3, "column": 8}
+        answer = httpx.post(f"{url}/api/predictions", json=request).json()
+        assert answer["levels"] == 4 and len(answer["channels"]) == 3
+        labels = None if label is None else torch.tensor([label])
+        with torch.no_grad():
+            expected = model.predictive_log_probs(image, labels)[0, :, :, 3, 8].double().exp()
+            per_value = model.log_prob_per_value(image, labels)[0, :, 3, 8].double().exp()
+        for c, channel in enumerate(answer["channels"]):
+            assert channel["value"] == image[0, c, 3, 8]
+            assert channel["probs"] == pytest.approx(expected[c].tolist(), abs=1e-6)
+            assert sum(channel["probs"]) == pytest.approx(1, abs=1e-5)
+            assert channel["probs"][channel["value"]] == pytest.approx(per_value[c].item(), abs=1e-5)
+    response = httpx.post(f"{url}/api/predictions", json={**request, "column": SIZE})
+    assert response.status_code == 400 and f"pixel (3, {SIZE}) is outside" in response.json()["error"]
+
+
 # --- in a real browser ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -275,6 +298,7 @@ def test_the_page_draws_uploads_completes_and_reports_bad_uploads(server, browse
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.body.dataset.ready") == "true", 20)
     choose(browser, "rgb")
+    assert browser.find_element("id", "label-row").is_displayed()
     canvas = browser.find_element("id", "canvas")
     browser.execute_script("document.getElementById('pen').value = '#ff8000';")
     ActionChains(browser).move_to_element_with_offset(canvas, -60, -100).click_and_hold() \
@@ -311,6 +335,9 @@ def test_the_page_draws_uploads_completes_and_reports_bad_uploads(server, browse
     wait_until(lambda: page_state(browser, "field") is not None, 10)
     assert (page_state(browser, "field.row"), page_state(browser, "field.column")) == (3, 7)
     assert "pixel (3, 7)" in browser.find_element("id", "field-info").text
+    wait_until(lambda: page_state(browser, "predictions") is not None, 10)
+    assert page_state(browser, "predictions.row") == 3 and browser.find_element("id", "predictions").is_displayed()
+    assert "black: the image's value (R " in browser.find_element("id", "predictions-info").text
     assert browser.execute_script("return document.getElementById('field').naturalWidth") > 0
     browser.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000
@@ -321,6 +348,7 @@ def test_the_page_samples_live_and_cancels(server, browser):
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.body.dataset.ready") == "true", 20)
     choose(browser, "slow")
+    assert not browser.find_element("id", "label-row").is_displayed()  # no classes: no class picker
     count = browser.find_element("id", "count")
     count.clear()
     count.send_keys("16")

@@ -1,6 +1,8 @@
-"""Per-value likelihoods (the page's heat map) and the sampler's row hook: the values' ln p sum
-to the image's exact ln p and each is a normalised conditional, for every architecture, the
-multi-scale model and a class-conditional model's marginal; the hook sees every row as drawn."""
+"""Per-value likelihoods (the page's heat map), the predictive distributions (the page's bars) and
+the sampler's row hook: the values' ln p sum to the image's exact ln p, each is a normalised
+conditional, and the predictive distribution of a value is that conditional at every level of it,
+for every architecture, the multi-scale model and a class-conditional model's marginal; the hook
+sees every row as drawn."""
 
 from __future__ import annotations
 
@@ -52,6 +54,15 @@ def test_values_sum_to_the_image_and_each_is_a_normalised_conditional(arch):
                 at = model.log_prob_per_value(variants, some).double()
             for k, (c, i, j) in enumerate(positions):
                 assert abs(at[k * LEVELS : (k + 1) * LEVELS, c, i, j].logsumexp(0).item()) < 1e-6
+            # The predictive distributions are those conditionals, every value's from one pass.
+            with torch.no_grad():
+                predictive = model.predictive_log_probs(x, labels).double()
+            assert predictive.shape == (2, model.channels, LEVELS, height, width)
+            for k, (c, i, j) in enumerate(positions):
+                torch.testing.assert_close(predictive[0, c, :, i, j], at[k * LEVELS : (k + 1) * LEVELS, c, i, j],
+                                           rtol=0, atol=1e-5)
+            torch.testing.assert_close(predictive.gather(2, x.unsqueeze(2)).squeeze(2), per_value.double(),
+                                       rtol=0, atol=1e-5)
 
 def test_the_row_hook_sees_each_row_once_complete_and_can_stop_the_pass():
     model = tiny_model("row_lstm", 3, LEVELS)

@@ -1,6 +1,6 @@
 """The page's HTTP API (FastAPI): models, example images, uploads, sampling jobs streamed as
-server-sent events, and per-pixel likelihoods. Every bad request gets a 400 with one line in
-``error``; the server keeps serving."""
+server-sent events, per-pixel likelihoods, and one pixel's receptive field and predictions. Every
+bad request gets a 400 with one line in ``error``; the server keeps serving."""
 
 from __future__ import annotations
 
@@ -126,6 +126,22 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
         counts = describe(field[None], pixel)
         return {"row": request.row, "column": request.column, "seen": counts["seen"], "earlier": counts["earlier"],
                 "picture": field_url(field, pixel, display_scale(info["height"]))}
+
+    @app.post("/api/predictions")
+    def predictions(request: FieldRequest) -> dict:
+        """A pixel's predictive distributions at this image, p(x_t = v | x_<t) for every level v of
+        each of its channels (given the chosen class, else the marginal over classes), and its values."""
+        model, info = catalog.open(request.model)
+        x = checked_values(info, request.values).unsqueeze(0)
+        if not (0 <= request.row < info["height"] and 0 <= request.column < info["width"]):
+            raise PixelRNNError(f"pixel ({request.row}, {request.column}) is outside the "
+                                f"{info['height']} x {info['width']} image")
+        labels = None if request.label is None else torch.tensor([checked_label(info, request.label)])
+        with torch.no_grad():
+            predictive = model.predictive_log_probs(x, labels)[0, :, :, request.row, request.column].exp()
+        return {"row": request.row, "column": request.column, "levels": info["levels"],
+                "channels": [{"probs": probs.tolist(), "value": int(x[0, c, request.row, request.column])}
+                             for c, probs in enumerate(predictive.double())]}
 
     @app.post("/api/jobs")
     def start(request: JobRequest) -> dict:

@@ -118,16 +118,35 @@ class ImageDistribution:
         the marginal's own conditionals, p(x_t | x_<t) = sum_y p(y | x_<t) p(x_t | x_<t, y)."""
         if not (self.classes and labels is None):
             return self.conditional_value_log_probs(x, self._labels(labels, len(x)))
-        batch, channels, height, width = x.shape
-        order = self.pixel_order(height, width).to(x.device)  # pixels in the model's order
-        per_class = torch.stack([self.conditional_value_log_probs(x, self._labels(y, batch)).double()
+        per_class = torch.stack([self.conditional_value_log_probs(x, self._labels(y, len(x))).double()
                                  for y in range(self.classes)], 1)  # (B, K, C, H, W)
+        return (self._class_log_posterior_before(per_class) + per_class).logsumexp(1).to(torch.float32)
+
+    def predictive_log_probs(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        """ln p(x_t = v | x_<t) for every value t of ``x`` and every level v, in nats, (B, C,
+        levels, H, W): the model's predictive distribution at each value (the softmax of section
+        2.2 as it comes out). Taken at the values of ``x`` it is ``log_prob_per_value(x, labels)``. A
+        class-conditional model without labels gives the marginal's, as that method does."""
+        if not (self.classes and labels is None):
+            return self.conditional_predictive_log_probs(x, self._labels(labels, len(x)))
+        per_class = [self.conditional_predictive_log_probs(x, self._labels(y, len(x))).double()
+                     for y in range(self.classes)]
+        index = x.long().unsqueeze(2)  # whole values: the passes above checked them
+        taken = torch.stack([lp.gather(2, index).squeeze(2) for lp in per_class], 1)  # (B, K, C, H, W)
+        weights = self._class_log_posterior_before(taken)  # (B, K, C, H, W)
+        return (weights.unsqueeze(3) + torch.stack(per_class, 1)).logsumexp(1).to(torch.float32)
+
+    def _class_log_posterior_before(self, per_class: torch.Tensor) -> torch.Tensor:
+        """ln p(y | x_<t) for every class y and value t, (B, K, C, H, W) float64, from each
+        class's ln p(x_t | x_<t, y), (B, K, C, H, W), and the class prior."""
+        batch, classes, channels, height, width = per_class.shape
+        order = self.pixel_order(height, width).to(per_class.device)  # pixels in the model's order
         in_order = per_class.flatten(3)[..., order].transpose(2, 3).flatten(2)  # (B, K, T): pixel, then channel
-        before = self.class_log_prior.double()[:, None] + in_order.cumsum(2) - in_order  # ln p(y, x_<t)
-        marginal = (before + in_order).logsumexp(1) - before.logsumexp(1)  # (B, T)
-        values = torch.empty_like(marginal).view(batch, -1, channels)
-        values[:, order] = marginal.view(batch, -1, channels)
-        return values.transpose(1, 2).reshape(batch, channels, height, width).to(torch.float32)
+        before = self.class_log_prior.double().to(per_class.device)[:, None] + in_order.cumsum(2) - in_order
+        before = before - before.logsumexp(1, keepdim=True)  # ln p(y, x_<t) -> ln p(y | x_<t)
+        weights = torch.empty_like(before).view(batch, classes, -1, channels)
+        weights[:, :, order] = before.view(batch, classes, -1, channels)
+        return weights.transpose(2, 3).reshape(batch, classes, channels, height, width)
 
     def pixel_order(self, height: int, width: int) -> torch.Tensor:
         """The indices (H * W,) of the pixels (i * W + j) in the order the model generates them:

@@ -175,6 +175,17 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
         per_value[..., :: self.factor, :: self.factor] = self.small.conditional_value_log_probs(small, labels)
         return per_value
 
+    def conditional_predictive_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """ln p(x_t = v | x_<t) for every value and level, in nats, (B, C, levels, H, W): the small
+        stage's at the pixels it holds, the conditional stage's elsewhere."""
+        self.check_images(x)
+        x = integer_values(x)
+        height, width = x.shape[-2:]
+        small = subsample(x, self.factor)
+        predictive = self.large.conditional_predictive_log_probs(x, labels, self.conditions(small, height, width))
+        predictive[..., :: self.factor, :: self.factor] = self.small.conditional_predictive_log_probs(small, labels)
+        return predictive
+
     def pixel_order(self, height: int, width: int) -> torch.Tensor:
         """The small image's pixels first (raster order), then the others (raster order)."""
         given = given_by_small_image(height, width, self.factor).flatten()

@@ -280,6 +280,12 @@ class PixelRNN(ImageDistribution, nn.Module):
         """ln p of every value given the ones before it (and the labels), in nats, (B, C, H, W)."""
         return self.value_log_probs(x, labels=labels)
 
+    def conditional_predictive_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None,
+                                         conditions: list | None = None) -> torch.Tensor:
+        """ln p(x_t = v | x_<t) (and the labels) for every value and level, in nats, (B, C, levels, H, W)."""
+        x = integer_values(x)
+        return self(x, conditions, labels).log_softmax(2)
+
     def value_log_probs(self, x: torch.Tensor, conditions: list | None = None, labels=None) -> torch.Tensor:
         """ln p of every value of integer images x given the values before it, in nats,
         (B, C, H, W). The same as ``value_log_probs(model(x), x)``, computed channels-last: the

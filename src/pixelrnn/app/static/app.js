@@ -4,7 +4,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], info: null, values: [], lastResult: null, job: null, source: null, likelihood: null, field: null };
+const state = { models: [], info: null, values: [], lastResult: null, job: null, source: null, likelihood: null, field: null,
+                predictions: null };
 window.pixelrnn = state;
 
 function say(text) { $("message").textContent = text || ""; }
@@ -78,7 +79,8 @@ async function chooseModel(name) {
   classes.forEach((c, k) => $("label").add(new Option(c, k)));
   setImage(new Array(channels * height * state.info.width).fill(0));
   ["result", "heatmap", "field"].forEach((id) => $(id).removeAttribute("src")); $("nll").textContent = "";
-  state.field = null;
+  state.field = null; state.predictions = null;
+  $("predictions").hidden = true; $("predictions-info").textContent = "";
   say("");
   const examples = await api(`/api/models/${encodeURIComponent(name)}/examples?count=12`);
   $("examples").innerHTML = ""; $("examples-note").textContent = examples.note ? `(${examples.note})` : "";
@@ -162,14 +164,41 @@ async function field(event) {
   const { height, width } = state.info, rect = event.target.getBoundingClientRect();
   const row = Math.min(height - 1, Math.floor((event.clientY - rect.top) / rect.height * height));
   const column = Math.min(width - 1, Math.floor((event.clientX - rect.left) / rect.width * width));
+  const request = { model: state.info.name, values: state.values, label: label(), row, column };
   say("");
   try {
-    const result = await postJSON("/api/receptive-field", { model: state.info.name, values: state.values, label: label(), row, column });
+    const [result, predicted] = await Promise.all([postJSON("/api/receptive-field", request), postJSON("/api/predictions", request)]);
     state.field = result;
     $("field").src = result.picture;
     $("field-info").textContent = `pixel (${row}, ${column}): its prediction moves with ${result.seen} of the ` +
       `${result.earlier} pixels before it in this image (blue, darker: more; amber: not at all; red: the pixel)`;
+    state.predictions = predicted;
+    drawPredictions(predicted);
   } catch (error) { say(error.message); }
+}
+
+// p(value | the values before it) for each channel of the pixel, one bar per level; the value in the image in black.
+function drawPredictions(predicted) {
+  const canvas = $("predictions"), ctx = canvas.getContext("2d"), n = predicted.channels.length;
+  const levels = predicted.levels, band = 60, barWidth = Math.max(1, Math.floor(256 / levels));
+  const colours = n === 1 ? ["#555"] : ["#d32f2f", "#388e3c", "#1976d2"];
+  canvas.width = levels * barWidth + 20; canvas.height = n * (band + 16);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  predicted.channels.forEach((channel, c) => {
+    const top = c * (band + 16) + 4, peak = Math.max(...channel.probs);
+    ctx.fillStyle = colours[c];
+    channel.probs.forEach((p, v) => {
+      const h = peak > 0 ? Math.round(p / peak * band) : 0;
+      ctx.fillRect(10 + v * barWidth, top + band - h, Math.max(1, barWidth - (levels <= 16 ? 2 : 0)), h);
+    });
+    ctx.fillStyle = "#000";
+    ctx.fillRect(10 + channel.value * barWidth + Math.floor(barWidth / 2), top, 1, band + 4);
+    ctx.fillStyle = "#bbb"; ctx.fillRect(10, top + band, levels * barWidth, 1);
+  });
+  canvas.hidden = false;
+  const names = n === 1 ? [""] : ["R ", "G ", "B "];
+  $("predictions-info").textContent = "p(value | the values before it), each channel scaled to its peak; black: the image's value (" +
+    predicted.channels.map((ch, c) => `${names[c]}${ch.value}: ${(100 * ch.probs[ch.value]).toFixed(1)}%`).join(", ") + ")";
 }
 
 async function upload(file) {
