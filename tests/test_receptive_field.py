@@ -121,4 +121,7 @@ def test_the_command_refuses_what_it_cannot_draw(tmp_path):
     assert outside.returncode == 2 and outside.stderr.strip() == "pixelrnn: error: pixel (16, 0) is outside the 16 x 16 image"
     both = pixelrnn_cli_here("receptive-field", "--model", "pixelcnn", "--checkpoint", "x", "--out", tmp_path / "f.png")
     assert both.returncode == 2 and "not allowed with argument --model" in both.stderr
+    unread = pixelrnn_cli_here("receptive-field", "--checkpoint", ROOT / "checkpoints" / "binarized-mnist-pixelcnn",
+                               "--layers", "2", "--out", tmp_path / "f.png")
+    assert unread.returncode == 2 and "--layers sizes the random models of --model" in unread.stderr
     assert not list(tmp_path.glob("f.*"))

@@ -31,10 +31,9 @@ def add_receptive_field_parser(commands) -> None:
                         help="the predicted pixel (default: three quarters down, in the middle)")
     parser.add_argument("--channel", type=count(0), default=0, help="the predicted channel (0: R or grey; 1: G; 2: B)")
     sizes = parser.add_argument_group("with --model: the models' size (random weights)")
-    sizes.add_argument("--channels", type=int, choices=[1, 3], default=1,
-                       help="1 (2 levels) or 3 (RGB, 256 levels); default 1")
-    sizes.add_argument("--layers", type=count(1), default=4, help="default 4")
-    sizes.add_argument("--hidden", type=count(1), default=8, help="h (default 8: the field does not depend on it)")
+    sizes.add_argument("--channels", type=int, choices=[1, 3], help="1 (2 levels) or 3 (RGB, 256 levels); default 1")
+    sizes.add_argument("--layers", type=count(1), help="default 4")
+    sizes.add_argument("--hidden", type=count(1), help="h (default 8: the field does not depend on it)")
     sizes.add_argument("--kernel-size", type=count(1), help="PixelCNN, Row LSTM and Gated PixelCNN kernels (odd)")
     parser.add_argument("--images", type=count(1), default=4,
                         help="random images whose gradients are averaged (default 4)")
@@ -50,9 +49,15 @@ def _models(args: argparse.Namespace) -> list[tuple[str, object, tuple[int, int]
     from ..models import build_model
     from ..training.checkpoints import load_model_with_meta, trained_image_size
 
+    sizes = {"--channels": args.channels, "--layers": args.layers, "--hidden": args.hidden,
+             "--kernel-size": args.kernel_size}
     if args.checkpoint:
+        given = [flag for flag, value in sizes.items() if value is not None]
+        if given:
+            raise PixelRNNError(f"{given[0]} sizes the random models of --model; a --checkpoint has its own size")
         loaded = [(path, *load_model_with_meta(path, "cpu")) for path in args.checkpoint]
         return [(Path(path).name, model, trained_image_size(meta)) for path, model, meta in loaded]
+    args.channels, args.layers, args.hidden = args.channels or 1, args.layers or 4, args.hidden or 8
     options = dict(channels=args.channels, levels=2 if args.channels == 1 else 256, hidden=args.hidden,
                    layers=args.layers)
     built = []
