@@ -67,8 +67,10 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
     _save_figure(fig, path)
 
 
-# Receptive-field colours (RGB in 0..1): the predicted value, the earlier values it cannot see, the later ones.
+# Receptive-field colours (RGB in 0..1): the predicted value, the earlier values it cannot see, the later
+# ones, and the range that the values it sees are shaded in (weakest to strongest dependence).
 FIELD_TARGET, FIELD_BLIND, FIELD_LATER = (0.85, 0.1, 0.1), (1.0, 0.7, 0.15), (0.93, 0.93, 0.93)
+FIELD_SEEN_LIGHT, FIELD_SEEN_DARK = (0.78, 0.87, 0.97), (0.03, 0.19, 0.42)
 
 
 def field_picture(field: torch.Tensor, earlier: torch.Tensor, pixel: tuple[int, int], channel: int,
@@ -84,7 +86,7 @@ def field_picture(field: torch.Tensor, earlier: torch.Tensor, pixel: tuple[int, 
     if seen.any():
         level = (field[seen].log10() - (field.max().log10() - decades)).clamp(0, decades) / decades
         shade = 0.35 + 0.65 * level.numpy()[:, None]  # 0.35: the weakest dependence still shows
-        light, dark = np.array([0.78, 0.87, 0.97]), np.array([0.03, 0.19, 0.42])
+        light, dark = np.array(FIELD_SEEN_LIGHT), np.array(FIELD_SEEN_DARK)
         colours[seen.numpy()] = light + shade * (dark - light)
     colours[channel, pixel[0], pixel[1]] = FIELD_TARGET
     return colours
@@ -119,7 +121,7 @@ def plot_receptive_fields(panels: list[tuple[str, np.ndarray]], path: str | Path
             if column == 0 and channels == 3:
                 ax.set_ylabel(f"input {'RGB'[c]}", fontsize=8)
     legend = [Patch(color=FIELD_TARGET, label="predicted value"),
-              Patch(color=(0.03, 0.19, 0.42), label="seen (darker: larger gradient)"),
+              Patch(color=FIELD_SEEN_DARK, label="seen (darker: larger gradient)"),
               Patch(color=FIELD_BLIND, label="earlier, not seen"), Patch(color=FIELD_LATER, label="later")]
     fig.legend(handles=legend, loc="lower center", ncol=4 if len(panels) >= 3 else 2, fontsize=7, frameon=False)
     if title:
