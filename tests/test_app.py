@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import tiny_model, tiny_multiscale
 
 import pixelrnn
 from pixelrnn.app.catalog import Catalog
@@ -35,12 +35,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """Three tiny random models: RGB class-conditional, binary, and a slow one (big images)."""
+    """Four tiny random models: RGB class-conditional, binary, a slow one (big images) and a
+    Multi-Scale one."""
     folder = tmp_path_factory.mktemp("models")
     models = {
         "rgb": (tiny_model("pixelcnn", 3, 4, classes=3).float(), SIZE),
         "binary": (tiny_model("row_lstm", 1, 2).float(), SIZE),
         "slow": (tiny_model("diagonal_bilstm", 3, 256, hidden=16).float(), SLOW_SIZE),
+        "multiscale": (tiny_multiscale("row_lstm", 1, 2).float(), SIZE),
     }
     paths = {}
     for name, (model, size) in models.items():
@@ -100,7 +102,7 @@ def png(array: np.ndarray) -> bytes:
 def test_models_are_described_with_their_size_levels_and_classes(server):
     url, _ = server
     models = {m["name"]: m for m in httpx.get(f"{url}/api/models").json()}
-    assert set(models) == {"rgb", "binary", "slow"}
+    assert set(models) == {"rgb", "binary", "slow", "multiscale"}
     assert (models["rgb"]["channels"], models["rgb"]["height"], models["rgb"]["levels"]) == (3, SIZE, 4)
     assert models["rgb"]["classes"] == ["cat", "dog", "ship"] and models["binary"]["classes"] == []
 
@@ -259,6 +261,15 @@ def test_a_pixels_predictions_are_the_models_conditionals_at_every_level(server,
     assert response.status_code == 400 and f"pixel (3, {SIZE}) is outside" in response.json()["error"]
 
 
+def test_a_multiscale_model_has_predictions_but_no_single_receptive_field(server):
+    url, _ = server
+    request = {"model": "multiscale", "values": [1] * SIZE * SIZE, "row": 5, "column": 3}
+    field = httpx.post(f"{url}/api/receptive-field", json=request)
+    assert field.status_code == 400 and "Multi-Scale" in field.json()["error"]
+    predicted = httpx.post(f"{url}/api/predictions", json=request).json()
+    assert sum(predicted["channels"][0]["probs"]) == pytest.approx(1, abs=1e-6)
+
+
 # --- in a real browser ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -360,6 +371,20 @@ def test_the_page_samples_live_and_cancels(server, browser):
     newest = list(app.state.runner.jobs.values())[-1]
     assert newest.outcome == "cancelled"  # the server stopped it, not just the page
     assert page_state(browser, "lastResult") is None
+
+
+def test_the_page_shows_what_it_can_of_one_pixel(server, browser):
+    """A Multi-Scale model: the predictions are drawn, the missing field is one line."""
+    url, _ = server
+    browser.get(url)
+    wait_until(lambda: browser.execute_script("return document.body.dataset.ready") == "true", 20)
+    choose(browser, "multiscale")
+    browser.find_element("id", "surprise").click()
+    wait_until(lambda: "nats" in browser.find_element("id", "nll").text, 10)
+    browser.find_element("id", "heatmap").click()
+    wait_until(lambda: page_state(browser, "predictions") is not None, 10)
+    assert browser.find_element("id", "predictions").is_displayed() and page_state(browser, "field") is None
+    assert "Multi-Scale" in browser.find_element("id", "message").text
 
 
 def test_the_page_fetches_nothing_from_the_internet():

@@ -166,15 +166,20 @@ async function field(event) {
   const column = Math.min(width - 1, Math.floor((event.clientX - rect.left) / rect.width * width));
   const request = { model: state.info.name, values: state.values, label: label(), row, column };
   say("");
-  try {
-    const [result, predicted] = await Promise.all([postJSON("/api/receptive-field", request), postJSON("/api/predictions", request)]);
+  // Each answer on its own: a Multi-Scale model has predictions but no single receptive field.
+  const [fieldAnswer, predictedAnswer] = await Promise.allSettled(
+    [postJSON("/api/receptive-field", request), postJSON("/api/predictions", request)]);
+  if (fieldAnswer.status === "fulfilled") {
+    const result = fieldAnswer.value;
     state.field = result;
     $("field").src = result.picture;
     $("field-info").textContent = `pixel (${row}, ${column}): its prediction moves with ${result.seen} of the ` +
       `${result.earlier} pixels before it in this image (blue, darker: more; amber: not at all; red: the pixel)`;
-    state.predictions = predicted;
-    drawPredictions(predicted);
-  } catch (error) { say(error.message); }
+  } else say(fieldAnswer.reason.message);
+  if (predictedAnswer.status === "fulfilled") {
+    state.predictions = predictedAnswer.value;
+    drawPredictions(predictedAnswer.value);
+  } else say(predictedAnswer.reason.message);
 }
 
 // p(value | the values before it) for each channel of the pixel, one bar per level; the value in the image in black.
