@@ -113,6 +113,16 @@ def test_the_command_takes_trained_models_at_their_size(tmp_path):
     assert all(m["earlier"] == 21 * 28 + 14 and m["later_seen"] == 0 and m["blind_spot"] > 0 for m in report["models"])
 
 
+def test_the_command_measures_a_class_conditional_model_given_a_class(tmp_path):
+    shipped = ROOT / "checkpoints" / "mnist-binarized-conditional-pixelcnn"
+    result = pixelrnn_cli_here("receptive-field", "--checkpoint", shipped, "--label", "7", "--out", tmp_path / "f.png")
+    assert result.returncode == 0, result.stderr
+    expected = receptive_field(pixelrnn.load_model(shipped), 28, 28, (21, 14), label=7)
+    assert np.array_equal(np.load(tmp_path / "f.npy")[0], expected.numpy())
+    wrong = pixelrnn_cli_here("receptive-field", "--checkpoint", shipped, "--label", "10", "--out", tmp_path / "f.png")
+    assert wrong.returncode == 2 and "class 10: the model has classes 0..9" in wrong.stderr
+
+
 def test_the_command_refuses_what_it_cannot_draw(tmp_path):
     mixed = pixelrnn_cli_here("receptive-field", "--checkpoint", ROOT / "checkpoints" / "binarized-mnist-pixelcnn",
                               ROOT / "checkpoints" / "cifar10-row-lstm-h32", "--out", tmp_path / "f.png")

@@ -35,6 +35,9 @@ def add_receptive_field_parser(commands) -> None:
     sizes.add_argument("--layers", type=count(1), help="default 4")
     sizes.add_argument("--hidden", type=count(1), help="h (default 8: the field does not depend on it)")
     sizes.add_argument("--kernel-size", type=count(1), help="PixelCNN, Row LSTM and Gated PixelCNN kernels (odd)")
+    parser.add_argument("--label", type=count(0), default=0, metavar="K",
+                        help="class-conditional models: measured given class K (default 0; the class does not "
+                        "change which values a prediction sees)")
     parser.add_argument("--images", type=count(1), default=4,
                         help="random images whose gradients are averaged (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="the random weights and images")
@@ -88,7 +91,8 @@ def receptive_field_command(args: argparse.Namespace) -> None:
     pixel = tuple(args.pixel) if args.pixel else (height * 3 // 4, width // 2)
     fields, panels, counts = [], [], []
     for label, model, _ in models:
-        field = receptive_field(model, height, width, pixel, args.channel, images=args.images, seed=args.seed)
+        field = receptive_field(model, height, width, pixel, args.channel, images=args.images, seed=args.seed,
+                                label=args.label)
         fields.append(field)
         panels.append((label, field_picture(field, earlier_values(*field.shape, pixel, args.channel), pixel,
                                             args.channel)))
