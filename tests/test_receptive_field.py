@@ -134,4 +134,7 @@ def test_the_command_refuses_what_it_cannot_draw(tmp_path):
     unread = pixelrnn_cli_here("receptive-field", "--checkpoint", ROOT / "checkpoints" / "binarized-mnist-pixelcnn",
                                "--layers", "2", "--out", tmp_path / "f.png")
     assert unread.returncode == 2 and "--layers sizes the random models of --model" in unread.stderr
+    pixelrnn.save_model(tmp_path / "ms.safetensors", tiny_multiscale("pixelcnn", 1, 2))
+    staged = pixelrnn_cli_here("receptive-field", "--checkpoint", tmp_path / "ms.safetensors", "--out", tmp_path / "f.png")
+    assert staged.returncode == 2 and "a Multi-Scale model" in staged.stderr
     assert not list(tmp_path.glob("f.*"))

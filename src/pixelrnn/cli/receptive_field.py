@@ -49,7 +49,7 @@ def _models(args: argparse.Namespace) -> list[tuple[str, object, tuple[int, int]
     """(label, model, trained image size or None) for each --model or --checkpoint."""
     import torch
 
-    from ..models import build_model
+    from ..models import MultiScalePixelRNN, build_model
     from ..training.checkpoints import load_model_with_meta, trained_image_size
 
     sizes = {"--channels": args.channels, "--layers": args.layers, "--hidden": args.hidden,
@@ -59,6 +59,10 @@ def _models(args: argparse.Namespace) -> list[tuple[str, object, tuple[int, int]
         if given:
             raise PixelRNNError(f"{given[0]} sizes the random models of --model; a --checkpoint has its own size")
         loaded = [(path, *load_model_with_meta(path, "cpu")) for path in args.checkpoint]
+        for path, model, _ in loaded:
+            if isinstance(model, MultiScalePixelRNN):
+                raise PixelRNNError(f"{path}: a Multi-Scale model, whose predictions see its small image too: "
+                                    "receptive-field draws single-stage models")
         return [(Path(path).name, model, trained_image_size(meta)) for path, model, meta in loaded]
     args.channels, args.layers, args.hidden = args.channels or 1, args.layers or 4, args.hidden or 8
     options = dict(channels=args.channels, levels=2 if args.channels == 1 else 256, hidden=args.hidden,
