@@ -161,6 +161,7 @@ async function surprise() {
 }
 
 async function field(event) {
+  if (!event.target.getAttribute("src")) return;  // no surprise map (or field) drawn yet
   const { height, width } = state.info, rect = event.target.getBoundingClientRect();
   const row = Math.min(height - 1, Math.floor((event.clientY - rect.top) / rect.height * height));
   const column = Math.min(width - 1, Math.floor((event.clientX - rect.left) / rect.width * width));
