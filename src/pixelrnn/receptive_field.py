@@ -4,8 +4,9 @@ Figures 2 and 4; the blind spots of sections 3.1, 3.2 and 3.5).
 A model predicts value (c, i, j) from the values before it in the generation order: rows top to
 bottom, pixels left to right, then R, G, B within a pixel. Its architecture decides which of those
 it can see: the PixelCNN a band above the pixel that depth widens and a blind spot to its right,
-the Row LSTM a triangle, the Diagonal BiLSTM and the Gated PixelCNN the whole context (the
-Diagonal BiLSTM less one value, the end of the row above, for pixels far to its left).
+the Row LSTM a triangle, the Diagonal BiLSTM the whole context but one value (the end of the row
+above, for pixels far to its left), the Gated PixelCNN a rectangle that depth widens, with no
+blind spot.
 
 ``receptive_field`` measures it with the gradient of the prediction's logits with respect to the
 input values, in float64, at several random images: a value the prediction cannot see has a
@@ -31,6 +32,12 @@ def generation_order(channels: int, height: int, width: int) -> torch.Tensor:
     return ((i * width + j) * channels + c).permute(2, 0, 1)
 
 
+def check_pixel(pixel: tuple[int, int], height: int, width: int) -> None:
+    """PixelRNNError unless pixel (row, column) lies in an H x W image."""
+    if not (0 <= pixel[0] < height and 0 <= pixel[1] < width):
+        raise PixelRNNError(f"pixel ({pixel[0]}, {pixel[1]}) is outside the {height} x {width} image")
+
+
 def receptive_field(model: AnyModel, height: int, width: int, pixel: tuple[int, int], channel: int = 0,
                     images: int = 4, seed: int = 0, at: torch.Tensor | None = None, label: int = 0) -> torch.Tensor:
     """(C, H, W) float64 >= 0: the mean absolute gradient of value (``channel``, *``pixel``)'s logits
@@ -42,9 +49,7 @@ def receptive_field(model: AnyModel, height: int, width: int, pixel: tuple[int, 
     if isinstance(model, MultiScalePixelRNN):
         raise PixelRNNError("a Multi-Scale model's prediction depends on its small image too: measure one "
                             "stage (model.small, or model.large, which also sees the small image)")
-    row, column = pixel
-    if not (0 <= row < height and 0 <= column < width):
-        raise PixelRNNError(f"pixel ({row}, {column}) is outside the {height} x {width} image")
+    check_pixel(pixel, height, width)
     if not 0 <= channel < model.channels:
         raise PixelRNNError(f"channel {channel}: the model has channels 0..{model.channels - 1}")
     if model.classes and not 0 <= label < model.classes:
@@ -61,7 +66,7 @@ def receptive_field(model: AnyModel, height: int, width: int, pixel: tuple[int, 
     x = at.detach().cpu().double().requires_grad_()
     mix = torch.randn(model.levels, generator=generator, dtype=torch.float64)
     labels = torch.full((len(x),), label, dtype=torch.long) if model.classes else None
-    logits = measured(x, labels=labels)[:, channel, :, row, column]  # (B, levels)
+    logits = measured(x, labels=labels)[:, channel, :, pixel[0], pixel[1]]  # (B, levels)
     (gradient,) = torch.autograd.grad((logits * mix).sum(), x)
     return gradient.abs().mean(0)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import PixelRNNError
 from ..models.distribution import bits_per_dim
+from ..receptive_field import check_pixel, describe, receptive_field
 from .catalog import Catalog
 from .jobs import Job, JobRunner
 from .pictures import field_url, grid_url, heatmap_url
@@ -116,8 +117,6 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
     def field(request: FieldRequest) -> dict:
         """What the prediction of a pixel (its first value) depends on at this image: each earlier
         pixel's gradient (its channels summed), given the chosen class (else the first)."""
-        from ..receptive_field import describe, receptive_field
-
         model, info = catalog.open(request.model)
         x = checked_values(info, request.values).unsqueeze(0)
         label = 0 if request.label is None else checked_label(info, request.label)
@@ -133,9 +132,7 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
         each of its channels (given the chosen class, else the marginal over classes), and its values."""
         model, info = catalog.open(request.model)
         x = checked_values(info, request.values).unsqueeze(0)
-        if not (0 <= request.row < info["height"] and 0 <= request.column < info["width"]):
-            raise PixelRNNError(f"pixel ({request.row}, {request.column}) is outside the "
-                                f"{info['height']} x {info['width']} image")
+        check_pixel((request.row, request.column), info["height"], info["width"])
         labels = None if request.label is None else torch.tensor([checked_label(info, request.label)])
         with torch.no_grad():
             predictive = model.predictive_log_probs(x, labels)[0, :, :, request.row, request.column].exp()
