@@ -55,7 +55,7 @@ def _openmp_parallel():
     for library in [*map(str, bundled), None]:  # None: the process's global symbols
         try:
             parallel = ctypes.CDLL(library).GOMP_parallel
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, TypeError):  # TypeError: no global symbols (Windows)
             continue
         parallel.argtypes = [_TEAM_FUNCTION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         parallel.restype = None

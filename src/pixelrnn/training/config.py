@@ -136,6 +136,19 @@ class TrainConfig:
         return {name: value for name, value in dataclasses.asdict(merged).items()
                 if name not in ("out", "data_dir", "epochs", "steps") and value is not None}
 
+    def refuse_other_options(self, built, given: dict, out) -> None:
+        """On resume: PixelRNNError unless each ``given`` option equals this run's; ``built``: the
+        model's configuration (h, the layer count, dropout, kernel size and head as built, for runs
+        that took the defaults)."""
+        stage = getattr(built, "large", built)  # a multi-scale model's full size
+        actual = {**dataclasses.asdict(self), **{name: getattr(stage, name) for name in
+                                                 ("hidden", "layers", "dropout", "kernel_size", "head")}}
+        for name, value in given.items():
+            if actual[name] != value:
+                flag = {"lr_changes": "--lr-at", "batch_changes": "--batch-at"}.get(name, _flag(name))
+                raise PixelRNNError(f"{out} is a run with {flag} {actual[name]}, not {value}: "
+                                    "--resume continues a run with its own configuration (start a new run to change it)")
+
     def schedule_events(self) -> list[tuple[int, str]]:
         """[(step, label)]: the learning-rate and batch-size changes, the end of the warm-up and
         the start of weight averaging, for plots."""

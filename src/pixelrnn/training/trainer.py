@@ -131,7 +131,7 @@ class Trainer:
         self.data = RunData.load(config)
         if resume:
             self._restore(last)
-            self._check_matches(expect or {})
+            self.config.refuse_other_options(self.model.config, expect or {}, self.out)
             self._extend_schedules(*requested, new_lr, new_batch_size)
             if self.config.budget_spent(self.state, len(self.data.train_images)):  # resuming would silently do nothing
                 count, unit = (config.steps, "step") if config.steps is not None else (config.epochs, "epoch")
@@ -231,19 +231,6 @@ class Trainer:
         config.add_changes(lr_changes, batch_changes, from_step=step)
         self._start_average(*ema, step)
         self._write_run_json()  # with the budget, schedules and intervals it continues with
-
-    def _check_matches(self, given: dict) -> None:
-        """On resume: PixelRNNError unless each ``given`` option equals the run's (h, the layer
-        count, dropout and kernel size as built, for runs that took the defaults)."""
-        stage = getattr(self.model.config, "large", self.model.config)  # a multi-scale model's full size
-        actual = {**dataclasses.asdict(self.config), "hidden": stage.hidden, "layers": stage.layers,
-                  "dropout": stage.dropout, "kernel_size": stage.kernel_size, "head": stage.head}
-        for name, value in given.items():
-            if actual[name] != value:
-                flag = {"lr_changes": "lr-at", "batch_changes": "batch-at"}.get(name, name.replace("_", "-"))
-                raise PixelRNNError(
-                    f"{self.out} is a run with --{flag} {actual[name]}, not {value}: "
-                    "--resume continues a run with its own configuration (start a new run to change it)")
 
     def _restore(self, path: Path) -> None:
         tensors, meta = ckpt.read_checkpoint(path)
