@@ -21,7 +21,10 @@ from helpers import tiny_model, tiny_multiscale
 
 import pixelrnn
 from pixelrnn.app.catalog import Catalog
+from pixelrnn.app import server as server_module
 from pixelrnn.app.server import create_app
+from pixelrnn.errors import PixelRNNError
+from pixelrnn.receptive_field import describe, generation_order, receptive_field
 
 pytest.importorskip("uvicorn")
 SIZE, SLOW_SIZE = 10, 40
@@ -221,8 +224,6 @@ def test_the_surprise_map_is_each_pixels_exact_minus_log_p(server, checkpoints):
 def test_the_receptive_field_of_a_pixel_is_its_gradient_at_the_image(server, checkpoints):
     """Each earlier pixel's gradient at the drawn image, channels summed, given the class: zero
     from the pixel on; bad pixels get one line."""
-    from pixelrnn.receptive_field import receptive_field
-
     url, _ = server
     model = pixelrnn.load_model(checkpoints["rgb"])
     image = torch.randint(0, 4, (1, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(4))
@@ -261,11 +262,16 @@ def test_a_pixels_predictions_are_the_models_conditionals_at_every_level(server,
     assert response.status_code == 400 and f"pixel (3, {SIZE}) is outside" in response.json()["error"]
 
 
-def test_a_multiscale_model_has_predictions_but_no_single_receptive_field(server):
-    url, _ = server
+def test_a_multiscale_models_field_follows_its_order(server):
+    """Its pixel's field is the library's, counted in the Multi-Scale order (small image first)."""
+    url, app = server
     request = {"model": "multiscale", "values": [1] * SIZE * SIZE, "row": 5, "column": 3}
-    field = httpx.post(f"{url}/api/receptive-field", json=request)
-    assert field.status_code == 400 and "Multi-Scale" in field.json()["error"]
+    answer = httpx.post(f"{url}/api/receptive-field", json=request).json()
+    model, _ = app.state.catalog.open("multiscale")
+    x = torch.ones(1, 1, SIZE, SIZE)
+    field = receptive_field(model, SIZE, SIZE, (5, 3), at=x)
+    assert answer["seen"] == describe(field, (5, 3), factor=2)["seen"] > 0
+    assert answer["earlier"] == int((generation_order(1, SIZE, SIZE, 2) < generation_order(1, SIZE, SIZE, 2)[0, 5, 3]).sum())
     predicted = httpx.post(f"{url}/api/predictions", json=request).json()
     assert sum(predicted["channels"][0]["probs"]) == pytest.approx(1, abs=1e-6)
 
@@ -373,8 +379,9 @@ def test_the_page_samples_live_and_cancels(server, browser):
     assert page_state(browser, "lastResult") is None
 
 
-def test_the_page_shows_what_it_can_of_one_pixel(server, browser):
-    """A Multi-Scale model: the predictions are drawn, the missing field is one line."""
+def test_the_page_shows_what_it_can_of_one_pixel(server, browser, monkeypatch):
+    """A Multi-Scale model's pixel: its field and its predictions; when the field fails, the
+    predictions are drawn all the same and the field's error is one line."""
     url, _ = server
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.body.dataset.ready") == "true", 20)
@@ -382,9 +389,18 @@ def test_the_page_shows_what_it_can_of_one_pixel(server, browser):
     browser.find_element("id", "surprise").click()
     wait_until(lambda: "nats" in browser.find_element("id", "nll").text, 10)
     browser.find_element("id", "heatmap").click()
+    wait_until(lambda: page_state(browser, "predictions") is not None and page_state(browser, "field") is not None, 10)
+    assert browser.find_element("id", "field").is_displayed() and browser.find_element("id", "predictions").is_displayed()
+
+    def fails(*args, **kwargs):
+        raise PixelRNNError("no field today")
+
+    monkeypatch.setattr(server_module, "receptive_field", fails)
+    browser.execute_script("window.pixelrnn.field = null; window.pixelrnn.predictions = null;")
+    browser.find_element("id", "heatmap").click()
     wait_until(lambda: page_state(browser, "predictions") is not None, 10)
-    assert browser.find_element("id", "predictions").is_displayed() and page_state(browser, "field") is None
-    assert "Multi-Scale" in browser.find_element("id", "message").text
+    assert page_state(browser, "field") is None
+    wait_until(lambda: "no field today" in browser.find_element("id", "message").text, 10)
 
 
 def test_the_page_fetches_nothing_from_the_internet():

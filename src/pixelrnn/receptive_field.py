@@ -2,11 +2,14 @@
 Figures 2 and 4; the blind spots of sections 3.1, 3.2 and 3.5).
 
 A model predicts value (c, i, j) from the values before it in the generation order: rows top to
-bottom, pixels left to right, then R, G, B within a pixel. Its architecture decides which of those
+bottom, pixels left to right, then R, G, B within a pixel (a Multi-Scale model, section 3.6, first
+generates its small image, the pixels (f i, f j), in that order, then the others). Its architecture decides which of those
 it can see: the PixelCNN a band above the pixel that depth widens and a blind spot to its right,
 the Row LSTM a triangle, the Diagonal BiLSTM the whole context but one value (the end of the row
 above, for pixels far to its left), the Gated PixelCNN a rectangle that depth widens, with no
-blind spot.
+blind spot. A Multi-Scale model's conditional stage sees, besides its own context, the small
+image's pixels near the predicted one, through the conditioning network (a 3 x 3 convolution of the
+small image, upsampled).
 
 ``receptive_field`` measures it with the gradient of the prediction's logits with respect to the
 input values, in float64, at several random images: a value the prediction cannot see has a
@@ -23,13 +26,23 @@ import copy
 import torch
 
 from .errors import PixelRNNError
-from .models.multiscale import AnyModel, MultiScalePixelRNN
+from .models.multiscale import AnyModel, MultiScalePixelRNN, given_by_small_image, subsample
 
 
-def generation_order(channels: int, height: int, width: int) -> torch.Tensor:
-    """(C, H, W) long: each value's position in the generation order (rows, pixels, then channels)."""
+def generation_order(channels: int, height: int, width: int, factor: int = 1) -> torch.Tensor:
+    """(C, H, W) long: each value's position in the generation order (rows, pixels, then channels);
+    with ``factor`` f > 1, a Multi-Scale model's: the small image's values, at pixels (f i, f j), first."""
     i, j, c = torch.meshgrid(torch.arange(height), torch.arange(width), torch.arange(channels), indexing="ij")
-    return ((i * width + j) * channels + c).permute(2, 0, 1)
+    raster = ((i * width + j) * channels + c).permute(2, 0, 1)
+    if factor == 1:
+        return raster
+    later = ~given_by_small_image(height, width, factor)  # the conditional stage's values: after all others
+    return (raster + later * raster.numel()).flatten().argsort().argsort().view_as(raster)
+
+
+def scale_factor(model: AnyModel) -> int:
+    """The subsampling factor of a Multi-Scale model's small image; 1 for a single-stage model."""
+    return model.factor if isinstance(model, MultiScalePixelRNN) else 1
 
 
 def check_pixel(pixel: tuple[int, int], height: int, width: int) -> None:
@@ -46,9 +59,6 @@ def receptive_field(model: AnyModel, height: int, width: int, pixel: tuple[int, 
     zero exactly where the prediction does not depend on the value (at one given image: where it
     does not move it there). The model is not changed (a float64 copy in eval mode is measured). A
     class-conditional model is measured given class ``label``."""
-    if isinstance(model, MultiScalePixelRNN):
-        raise PixelRNNError("a Multi-Scale model's prediction depends on its small image too: measure one "
-                            "stage (model.small, or model.large, which also sees the small image)")
     check_pixel(pixel, height, width)
     if not 0 <= channel < model.channels:
         raise PixelRNNError(f"channel {channel}: the model has channels 0..{model.channels - 1}")
@@ -66,22 +76,35 @@ def receptive_field(model: AnyModel, height: int, width: int, pixel: tuple[int, 
     x = at.detach().cpu().double().requires_grad_()
     mix = torch.randn(model.levels, generator=generator, dtype=torch.float64)
     labels = torch.full((len(x),), label, dtype=torch.long) if model.classes else None
-    logits = measured(x, labels=labels)[:, channel, :, pixel[0], pixel[1]]  # (B, levels)
+    logits = _logits(measured, x, labels, pixel)[:, channel]  # (B, levels)
     (gradient,) = torch.autograd.grad((logits * mix).sum(), x)
     return gradient.abs().mean(0)
 
 
-def earlier_values(channels: int, height: int, width: int, pixel: tuple[int, int], channel: int = 0) -> torch.Tensor:
+def _logits(model: AnyModel, x: torch.Tensor, labels, pixel: tuple[int, int]) -> torch.Tensor:
+    """(B, C, levels): the logits of ``pixel``'s values; a Multi-Scale model's from the stage that
+    predicts that pixel (the small image's at (f i, f j), else the conditional stage given it)."""
+    if not isinstance(model, MultiScalePixelRNN):
+        return model(x, labels=labels)[..., pixel[0], pixel[1]]
+    f, small = model.factor, subsample(x, model.factor)
+    if pixel[0] % f == 0 and pixel[1] % f == 0:
+        return model.small(small, labels=labels)[..., pixel[0] // f, pixel[1] // f]
+    conditions = model.conditions(small, *x.shape[-2:])
+    return model.large(x, conditions, labels=labels)[..., pixel[0], pixel[1]]
+
+
+def earlier_values(channels: int, height: int, width: int, pixel: tuple[int, int], channel: int = 0,
+                   factor: int = 1) -> torch.Tensor:
     """(C, H, W) bool: the values generated before value (``channel``, *``pixel``): what a model
-    could see."""
-    order = generation_order(channels, height, width)
+    could see (``factor``: a Multi-Scale model's, see :func:`generation_order`)."""
+    order = generation_order(channels, height, width, factor)
     return order < order[channel, pixel[0], pixel[1]]
 
 
-def describe(field: torch.Tensor, pixel: tuple[int, int], channel: int = 0) -> dict:
+def describe(field: torch.Tensor, pixel: tuple[int, int], channel: int = 0, factor: int = 1) -> dict:
     """Counts for one field: the earlier values, those the prediction sees, its blind spot (earlier
     values it does not see), and any later value it sees (always 0 for a causal model)."""
-    earlier = earlier_values(*field.shape, pixel, channel)
+    earlier = earlier_values(*field.shape, pixel, channel, factor)
     seen = field > 0
     return {"earlier": int(earlier.sum()), "seen": int((seen & earlier).sum()),
             "blind_spot": int((earlier & ~seen).sum()), "later_seen": int((seen & ~earlier).sum())}

@@ -35,6 +35,8 @@ def add_receptive_field_parser(commands) -> None:
     sizes.add_argument("--layers", type=count(1), help="default 4")
     sizes.add_argument("--hidden", type=count(1), help="h (default 8: the field does not depend on it)")
     sizes.add_argument("--kernel-size", type=count(1), help="PixelCNN, Row LSTM and Gated PixelCNN kernels (odd)")
+    sizes.add_argument("--scale-factor", type=count(2), metavar="F",
+                       help="Multi-Scale models (section 3.6) whose stages are each ARCH, small image 1/F the size")
     parser.add_argument("--label", type=count(0), default=0, metavar="K",
                         help="class-conditional models: measured given class K (default 0; the class does not "
                         "change which values a prediction sees)")
@@ -49,20 +51,16 @@ def _models(args: argparse.Namespace) -> list[tuple[str, object, tuple[int, int]
     """(label, model, trained image size or None) for each --model or --checkpoint."""
     import torch
 
-    from ..models import MultiScalePixelRNN, build_model
+    from ..models import build_model, build_multiscale
     from ..training.checkpoints import load_model_with_meta, trained_image_size
 
     sizes = {"--channels": args.channels, "--layers": args.layers, "--hidden": args.hidden,
-             "--kernel-size": args.kernel_size}
+             "--kernel-size": args.kernel_size, "--scale-factor": args.scale_factor}
     if args.checkpoint:
         given = [flag for flag, value in sizes.items() if value is not None]
         if given:
             raise PixelRNNError(f"{given[0]} sizes the random models of --model; a --checkpoint has its own size")
         loaded = [(path, *load_model_with_meta(path, "cpu")) for path in args.checkpoint]
-        for path, model, _ in loaded:
-            if isinstance(model, MultiScalePixelRNN):
-                raise PixelRNNError(f"{path}: a Multi-Scale model, whose predictions see its small image too: "
-                                    "receptive-field draws single-stage models")
         return [(Path(path).name, model, trained_image_size(meta)) for path, model, meta in loaded]
     args.channels, args.layers, args.hidden = args.channels or 1, args.layers or 4, args.hidden or 8
     options = dict(channels=args.channels, levels=2 if args.channels == 1 else 256, hidden=args.hidden,
@@ -72,14 +70,18 @@ def _models(args: argparse.Namespace) -> list[tuple[str, object, tuple[int, int]
         torch.manual_seed(args.seed)
         kernel = {} if args.kernel_size is None or not ARCHITECTURES[arch].uses_kernel_size else {
             "kernel_size": args.kernel_size}
-        built.append((arch, build_model(arch, **options, **kernel), None))
+        if args.scale_factor:
+            built.append((f"{arch}, multi-scale x{args.scale_factor}",
+                          build_multiscale(arch, args.scale_factor, **options, **kernel), None))
+        else:
+            built.append((arch, build_model(arch, **options, **kernel), None))
     return built
 
 
 def receptive_field_command(args: argparse.Namespace) -> None:
     import torch
 
-    from ..receptive_field import describe, earlier_values, receptive_field
+    from ..receptive_field import describe, earlier_values, receptive_field, scale_factor
     from ..visualize import field_picture, plot_receptive_fields
     from .io import make_parent, save_array
 
@@ -98,9 +100,10 @@ def receptive_field_command(args: argparse.Namespace) -> None:
         field = receptive_field(model, height, width, pixel, args.channel, images=args.images, seed=args.seed,
                                 label=args.label)
         fields.append(field)
-        panels.append((label, field_picture(field, earlier_values(*field.shape, pixel, args.channel), pixel,
+        factor = scale_factor(model)  # a Multi-Scale model generates its small image first
+        panels.append((label, field_picture(field, earlier_values(*field.shape, pixel, args.channel, factor), pixel,
                                             args.channel)))
-        counts.append({"model": label, **describe(field, pixel, args.channel)})
+        counts.append({"model": label, **describe(field, pixel, args.channel, factor)})
     channel = f"{'RGB'[args.channel]} of " if channels == 3 else ""
     built = "" if args.checkpoint else f", random models of {args.layers} layers"
     plot_receptive_fields(panels, args.out, f"the receptive field of {channel}pixel {pixel} (row, column) in a "

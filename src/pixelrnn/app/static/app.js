@@ -167,7 +167,7 @@ async function field(event) {
   const column = Math.min(width - 1, Math.floor((event.clientX - rect.left) / rect.width * width));
   const request = { model: state.info.name, values: state.values, label: label(), row, column };
   say("");
-  // Each answer on its own: a Multi-Scale model has predictions but no single receptive field.
+  // Each answer on its own: one that fails leaves the other drawn, its error on the message line.
   const [fieldAnswer, predictedAnswer] = await Promise.allSettled(
     [postJSON("/api/receptive-field", request), postJSON("/api/predictions", request)]);
   if (fieldAnswer.status === "fulfilled") {
