@@ -28,7 +28,8 @@ from pixelrnn.layers.scan_kernel import cpu_flags
 from pixelrnn.training import checkpoints as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [ROOT / "checkpoints" / name / "last.safetensors" for name in ("cifar10-pixelcnn-h32-k5", "cifar10-row-lstm-h32")]
+SHIPPED = [ROOT / "checkpoints" / name / "last.safetensors"
+           for name in ("cifar10-pixelcnn-h32-k5", "cifar10-row-lstm-h32")]
 
 
 def cpu_name() -> str:

@@ -180,4 +180,9 @@ def test_the_command_refuses_what_it_cannot_draw(tmp_path):
     unread = pixelrnn_cli_here("receptive-field", "--checkpoint", ROOT / "checkpoints" / "binarized-mnist-pixelcnn",
                                "--layers", "2", "--out", tmp_path / "f.png")
     assert unread.returncode == 2 and "--layers sizes the random models of --model" in unread.stderr
+    staged = pixelrnn_cli_here("receptive-field", "--checkpoint", ROOT / "checkpoints" / "binarized-mnist-pixelcnn",
+                               "--scale-factor", "2", "--out", tmp_path / "f.png")
+    assert staged.returncode == 2 and "--scale-factor sizes the random models of --model" in staged.stderr
+    single = pixelrnn_cli_here("receptive-field", "--model", "pixelcnn", "--scale-factor", "1", "--out", tmp_path / "f.png")
+    assert single.returncode == 2 and "1: needs a whole number >= 2" in single.stderr
     assert not list(tmp_path.glob("f.*"))

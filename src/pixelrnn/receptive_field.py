@@ -2,14 +2,14 @@
 Figures 2 and 4; the blind spots of sections 3.1, 3.2 and 3.5).
 
 A model predicts value (c, i, j) from the values before it in the generation order: rows top to
-bottom, pixels left to right, then R, G, B within a pixel (a Multi-Scale model, section 3.6, first
-generates its small image, the pixels (f i, f j), in that order, then the others). Its architecture decides which of those
-it can see: the PixelCNN a band above the pixel that depth widens and a blind spot to its right,
-the Row LSTM a triangle, the Diagonal BiLSTM the whole context but one value (the end of the row
-above, for pixels far to its left), the Gated PixelCNN a rectangle that depth widens, with no
-blind spot. A Multi-Scale model's conditional stage sees, besides its own context, the small
-image's pixels near the predicted one, through the conditioning network (a 3 x 3 convolution of the
-small image, upsampled).
+bottom, pixels left to right, then R, G, B within a pixel (a Multi-Scale model, section 3.6,
+first generates its small image, the pixels (f i, f j), in that order, then the others). Its
+architecture decides which of those it can see: the PixelCNN a band above the pixel that depth
+widens and a blind spot to its right, the Row LSTM a triangle, the Diagonal BiLSTM the whole
+context but one value (the end of the row above, for pixels far to its left), the Gated PixelCNN
+a rectangle that depth widens, with no blind spot. A Multi-Scale model's conditional stage sees,
+besides its own context, the small image's pixels near the predicted one and near the pixels it
+sees, through the conditioning network (a 3 x 3 convolution of the small image, upsampled).
 
 ``receptive_field`` measures it with the gradient of the prediction's logits with respect to the
 input values, in float64, at several random images: a value the prediction cannot see has a
