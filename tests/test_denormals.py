@@ -108,3 +108,15 @@ def test_flushing_changes_no_likelihood_or_gradient_of_a_trained_model():
         flushed_ll, flushed_grad = likelihood_and_gradient()
     assert torch.equal(flushed_ll, kept_ll)
     torch.testing.assert_close(flushed_grad, kept_grad, rtol=0, atol=1e-30)
+
+
+def test_the_benchmark_times_a_gradient_each_way_and_names_the_cpu():
+    """benchmarks/denormals.py runs (its figures are for docs/speed.md, not for tests)."""
+    from helpers import load_benchmark
+
+    benchmark = load_benchmark("denormals")
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    gradient = benchmark.gradient_timer(benchmark.SHIPPED[0], images, batch=2)
+    with denormals.flushed():
+        assert gradient(0) > 0 and gradient(1) > 0
+    assert any(vector in benchmark.cpu_name() for vector in ("AVX-512", "AVX2", "no AVX2", "unknown CPU"))
