@@ -9,6 +9,7 @@ distributions), ``generation`` (the raster-order sampler), ``training`` (the loo
 checkpoints), ``data`` (datasets), ``cli`` (the command line).
 """
 
+from . import denormals
 from .data import load_dataset
 from .errors import PixelRNNError
 from .generation import complete, sample, sample_to_file
@@ -36,6 +37,7 @@ __all__ = [
     "build_multiscale",
     "build_paper_model",
     "complete",
+    "denormals",
     "evaluate",
     "load_dataset",
     "load_model",
