@@ -110,13 +110,25 @@ def test_flushing_changes_no_likelihood_or_gradient_of_a_trained_model():
     torch.testing.assert_close(flushed_grad, kept_grad, rtol=0, atol=1e-30)
 
 
-def test_the_benchmark_times_a_gradient_each_way_and_names_the_cpu():
-    """benchmarks/denormals.py runs (its figures are for docs/speed.md, not for tests)."""
+def test_the_benchmark_prints_a_row_per_model_and_thread_count(monkeypatch, capsys):
+    """benchmarks/denormals.py runs end to end (its figures are for docs/speed.md, not for tests):
+    a heading that names the CPU, then each row's ratio is its two times' quotient."""
     from helpers import load_benchmark
 
     benchmark = load_benchmark("denormals")
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    gradient = benchmark.gradient_timer(benchmark.SHIPPED[0], images, batch=2)
-    with denormals.flushed():
-        assert gradient(0) > 0 and gradient(1) > 0
-    assert any(vector in benchmark.cpu_name() for vector in ("AVX-512", "AVX2", "no AVX2", "unknown CPU"))
+    monkeypatch.setattr(benchmark, "load_dataset", lambda name, split, folder: images)
+    monkeypatch.setattr("sys.argv", ["denormals.py", "--data-dir", "unused", "--checkpoint", str(benchmark.SHIPPED[0]),
+                                     "--batch", "2", "--batches", "2", "--threads", "1", "2"])
+    before = torch.get_num_threads()
+    try:
+        benchmark.main()
+    finally:
+        torch.set_num_threads(before)
+    heading, _, *rows = capsys.readouterr().out.splitlines()
+    assert heading.startswith(benchmark.cpu_name()) and len(rows) == 2
+    for row, threads in zip(rows, (1, 2)):
+        name, count, kept, flushed, ratio = row.split()
+        assert (name, int(count)) == ("cifar10-pixelcnn-h32-k5", threads)
+        assert float(ratio) == pytest.approx(float(kept) / float(flushed), abs=0.01 + 0.005 * float(ratio))
+    assert not denormals.is_flushed()  # the benchmark leaves the process as it found it

@@ -26,23 +26,17 @@ import copy
 import torch
 
 from .errors import PixelRNNError
-from .models.multiscale import AnyModel, MultiScalePixelRNN, given_by_small_image, subsample
+from .models.multiscale import AnyModel, MultiScalePixelRNN, subsample
 
 
-def generation_order(channels: int, height: int, width: int, factor: int = 1) -> torch.Tensor:
-    """(C, H, W) long: each value's position in the generation order (rows, pixels, then channels);
-    with ``factor`` f > 1, a Multi-Scale model's: the small image's values, at pixels (f i, f j), first."""
-    i, j, c = torch.meshgrid(torch.arange(height), torch.arange(width), torch.arange(channels), indexing="ij")
-    raster = ((i * width + j) * channels + c).permute(2, 0, 1)
-    if factor == 1:
-        return raster
-    later = ~given_by_small_image(height, width, factor)  # the conditional stage's values: after all others
-    return (raster + later * raster.numel()).flatten().argsort().argsort().view_as(raster)
-
-
-def scale_factor(model: AnyModel) -> int:
-    """The subsampling factor of a Multi-Scale model's small image; 1 for a single-stage model."""
-    return model.factor if isinstance(model, MultiScalePixelRNN) else 1
+def generation_order(model: AnyModel, height: int, width: int) -> torch.Tensor:
+    """(C, H, W) long: each value's position in the order ``model`` generates them: its pixels in
+    ``model.pixel_order`` (raster; a Multi-Scale model's small image first), then R, G, B in a pixel."""
+    pixels = model.pixel_order(height, width)
+    rank = torch.empty_like(pixels)
+    rank[pixels] = torch.arange(len(pixels))  # pixel i * W + j -> its place in the order
+    channels = torch.arange(model.channels).view(-1, 1, 1)
+    return rank.view(1, height, width) * model.channels + channels
 
 
 def check_pixel(pixel: tuple[int, int], height: int, width: int) -> None:
@@ -93,18 +87,17 @@ def _logits(model: AnyModel, x: torch.Tensor, labels, pixel: tuple[int, int]) ->
     return model.large(x, conditions, labels=labels)[..., pixel[0], pixel[1]]
 
 
-def earlier_values(channels: int, height: int, width: int, pixel: tuple[int, int], channel: int = 0,
-                   factor: int = 1) -> torch.Tensor:
-    """(C, H, W) bool: the values generated before value (``channel``, *``pixel``): what a model
-    could see (``factor``: a Multi-Scale model's, see :func:`generation_order`)."""
-    order = generation_order(channels, height, width, factor)
+def earlier_values(model: AnyModel, height: int, width: int, pixel: tuple[int, int], channel: int = 0) -> torch.Tensor:
+    """(C, H, W) bool: the values ``model`` generates before value (``channel``, *``pixel``): what it
+    could see."""
+    order = generation_order(model, height, width)
     return order < order[channel, pixel[0], pixel[1]]
 
 
-def describe(field: torch.Tensor, pixel: tuple[int, int], channel: int = 0, factor: int = 1) -> dict:
-    """Counts for one field: the earlier values, those the prediction sees, its blind spot (earlier
-    values it does not see), and any later value it sees (always 0 for a causal model)."""
-    earlier = earlier_values(*field.shape, pixel, channel, factor)
+def describe(field: torch.Tensor, earlier: torch.Tensor) -> dict:
+    """Counts for one field, given the values before its predicted one (``earlier_values``): the
+    earlier values, those the prediction sees, its blind spot (earlier values it does not see),
+    and any later value it sees (always 0 for a causal model)."""
     seen = field > 0
     return {"earlier": int(earlier.sum()), "seen": int((seen & earlier).sum()),
             "blind_spot": int((earlier & ~seen).sum()), "later_seen": int((seen & ~earlier).sum())}

@@ -39,12 +39,10 @@ def heatmap_url(nats: torch.Tensor, scale: int, top: float | None = None) -> str
     return png_data_url((colours * 255).round().astype(np.uint8), scale)
 
 
-def field_url(field: torch.Tensor, pixel: tuple[int, int], scale: int, factor: int = 1) -> str:
-    """(H, W) receptive field of a pixel (each input pixel's gradient, its channels summed) -> the
-    receptive-field picture of ``visualize.field_picture``, as a data URL (``factor``: a Multi-Scale
-    model's, whose small image comes first)."""
-    from ..receptive_field import earlier_values
+def field_url(field: torch.Tensor, earlier: torch.Tensor, pixel: tuple[int, int], scale: int) -> str:
+    """(H, W) receptive field of a pixel (each input pixel's gradient, its channels summed) and the
+    pixels before it, (H, W) bool -> the picture of ``visualize.field_picture``, as a data URL."""
     from ..visualize import field_picture
 
-    colours = field_picture(field[None], earlier_values(1, *field.shape, pixel, factor=factor), pixel, 0)[0]
+    colours = field_picture(field[None], earlier[None], pixel, 0)[0]
     return png_data_url((colours * 255).round().astype(np.uint8), scale)

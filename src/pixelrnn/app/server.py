@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import PixelRNNError
 from ..models.distribution import bits_per_dim
-from ..receptive_field import check_pixel, describe, receptive_field, scale_factor
+from ..receptive_field import check_pixel, describe, earlier_values, receptive_field
 from .catalog import Catalog
 from .jobs import Job, JobRunner
 from .pictures import field_url, grid_url, heatmap_url
@@ -122,10 +122,10 @@ def create_app(catalog: Catalog, workers: int = 2) -> FastAPI:
         label = 0 if request.label is None else checked_label(info, request.label)
         pixel = (request.row, request.column)
         field = receptive_field(model, info["height"], info["width"], pixel, at=x, label=label).sum(0)
-        factor = scale_factor(model)  # a Multi-Scale model generates its small image first
-        counts = describe(field[None], pixel, factor=factor)
+        earlier = earlier_values(model, info["height"], info["width"], pixel)[0]  # the pixels before it
+        counts = describe(field, earlier)
         return {"row": request.row, "column": request.column, "seen": counts["seen"], "earlier": counts["earlier"],
-                "picture": field_url(field, pixel, display_scale(info["height"]), factor)}
+                "picture": field_url(field, earlier, pixel, display_scale(info["height"]))}
 
     @app.post("/api/predictions")
     def predictions(request: FieldRequest) -> dict:

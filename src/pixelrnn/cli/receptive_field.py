@@ -81,7 +81,7 @@ def _models(args: argparse.Namespace) -> list[tuple[str, object, tuple[int, int]
 def receptive_field_command(args: argparse.Namespace) -> None:
     import torch
 
-    from ..receptive_field import describe, earlier_values, receptive_field, scale_factor
+    from ..receptive_field import describe, earlier_values, receptive_field
     from ..visualize import field_picture, plot_receptive_fields
     from .io import make_parent, save_array
 
@@ -100,10 +100,9 @@ def receptive_field_command(args: argparse.Namespace) -> None:
         field = receptive_field(model, height, width, pixel, args.channel, images=args.images, seed=args.seed,
                                 label=args.label)
         fields.append(field)
-        factor = scale_factor(model)  # a Multi-Scale model generates its small image first
-        panels.append((label, field_picture(field, earlier_values(*field.shape, pixel, args.channel, factor), pixel,
-                                            args.channel)))
-        counts.append({"model": label, **describe(field, pixel, args.channel, factor)})
+        earlier = earlier_values(model, height, width, pixel, args.channel)  # in the model's own order
+        panels.append((label, field_picture(field, earlier, pixel, args.channel)))
+        counts.append({"model": label, **describe(field, earlier)})
     channel = f"{'RGB'[args.channel]} of " if channels == 3 else ""
     built = "" if args.checkpoint else f", random models of {args.layers} layers"
     plot_receptive_fields(panels, args.out, f"the receptive field of {channel}pixel {pixel} (row, column) in a "

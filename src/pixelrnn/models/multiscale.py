@@ -167,24 +167,23 @@ class MultiScalePixelRNN(ImageDistribution, nn.Module):
     def conditional_value_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """ln p of every value in nats, (B, C, H, W): the small stage's at the pixels it holds,
         (f i, f j), the conditional stage's elsewhere."""
-        self.check_images(x)
-        x = integer_values(x)
-        height, width = x.shape[-2:]
-        small = subsample(x, self.factor)
-        per_value = self.large.value_log_probs(x, self.conditions(small, height, width), labels)
-        per_value[..., :: self.factor, :: self.factor] = self.small.conditional_value_log_probs(small, labels)
-        return per_value
+        return self._by_stage(x, lambda stage, images, conditions: stage.value_log_probs(images, conditions, labels))
 
     def conditional_predictive_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """ln p(x_t = v | x_<t) for every value and level, in nats, (B, C, levels, H, W): the small
         stage's at the pixels it holds, the conditional stage's elsewhere."""
+        return self._by_stage(
+            x, lambda stage, images, conditions: stage.conditional_predictive_log_probs(images, labels, conditions))
+
+    def _by_stage(self, x: torch.Tensor, per_stage) -> torch.Tensor:
+        """``per_stage(stage, images, conditions)`` of the conditional stage on integer images x (given
+        their small image), with the small stage's (on the small image) at the pixels (f i, f j)."""
         self.check_images(x)
         x = integer_values(x)
-        height, width = x.shape[-2:]
         small = subsample(x, self.factor)
-        predictive = self.large.conditional_predictive_log_probs(x, labels, self.conditions(small, height, width))
-        predictive[..., :: self.factor, :: self.factor] = self.small.conditional_predictive_log_probs(small, labels)
-        return predictive
+        full = per_stage(self.large, x, self.conditions(small, *x.shape[-2:]))
+        full[..., :: self.factor, :: self.factor] = per_stage(self.small, small, None)
+        return full
 
     def pixel_order(self, height: int, width: int) -> torch.Tensor:
         """The small image's pixels first (raster order), then the others (raster order)."""
