@@ -14,7 +14,7 @@ from ..files import atomic_write
 from ..generation import completion_rows
 from ..models.configs import parameter_count
 from ..training.checkpoints import BEST, LAST, model_from_checkpoint, read_checkpoint, trained_image_size
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, option_flag
 from ..training.evaluation import check_compatible
 from ..visualize import image_grid, plot_curves, save_completion_grid, save_png
 
@@ -22,24 +22,22 @@ SAMPLES_SEED = 0
 COMPLETIONS = 4  # completions per image in the card's Figure 1
 
 
+# The options of a card's command, in its order (the schedules and switches follow them).
+_COMMAND_OPTIONS = ("model", "dataset", "data_dir", "out", "epochs", "steps", "batch_size", "optimizer", "lr",
+                    "lr_decay", "clip", "hidden", "layers", "seed", "checkpoint_every", "eval_every", "patience",
+                    "limit", "scale_factor", "ema", "ema_from", "dropout", "init_from", "warmup", "kernel_size",
+                    "head", "precision", "connections")
+
+
 def _command(config: dict) -> str:
-    flags = {"model": "--model", "dataset": "--dataset", "data_dir": "--data-dir", "out": "--out",
-             "epochs": "--epochs", "steps": "--steps", "batch_size": "--batch-size",
-             "optimizer": "--optimizer", "lr": "--lr", "lr_decay": "--lr-decay", "clip": "--clip",
-             "hidden": "--hidden", "layers": "--layers", "seed": "--seed",
-             "checkpoint_every": "--checkpoint-every", "eval_every": "--eval-every",
-             "patience": "--patience", "limit": "--limit", "scale_factor": "--scale-factor",
-             "ema": "--ema", "ema_from": "--ema-from", "dropout": "--dropout", "init_from": "--init-from",
-             "warmup": "--warmup", "kernel_size": "--kernel-size", "head": "--head",
-             "precision": "--precision"}
     defaults = {"scale_factor": 1, "ema": 0.0, "ema_from": 0, "warmup": 0, "precision": "fp32"}  # left out of the command
     processes = config.get("processes", 1)  # a distributed run: as many processes on one machine train it again
     launch = f"torchrun --standalone --nproc_per_node {processes} -m " if processes > 1 else ""
     parts = [f"{launch}pixelrnn train"]
-    for key, flag in flags.items():
+    for key in _COMMAND_OPTIONS:
         value = config.get(key)
         if value is not None and not (key in defaults and value == defaults[key]):
-            parts.append(f"{flag} {value}")
+            parts.append(f"{option_flag(key)} {value}")
     parts += [flag for key, flag in (("binarize", "--binarize"), ("conditional", "--conditional")) if config.get(key)]
     parts += [f"--lr-at {at}:{lr}" for at, lr in config.get("lr_changes", [])]
     parts += [f"--batch-at {at}:{size}" for at, size in config.get("batch_changes", [])]

@@ -8,6 +8,7 @@ import os
 import sys
 
 from ..errors import PixelRNNError
+from ..models.pixelrnn import CONNECTIONS
 from ..models.registry import ARCHITECTURES
 from ..runtime import pick_device
 from ..training.interrupts import TrainingInterrupted
@@ -59,7 +60,7 @@ def _datasets(args: argparse.Namespace) -> None:
 # What defines a run: with --resume these come from the run, and one given must match it.
 RUN_OPTIONS = ("model", "dataset", "optimizer", "lr_decay", "clip", "hidden", "layers", "seed",
                "checkpoint_every", "patience", "binarize", "image_size", "channels", "limit", "scale_factor",
-               "dropout", "init_from", "warmup", "kernel_size", "head", "precision", "conditional")
+               "dropout", "init_from", "warmup", "kernel_size", "head", "precision", "conditional", "connections")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kernel-size", type=int, metavar="K",
                        help="the PixelCNN's K x K and the Row LSTM's 1 x K kernels (odd; default 3, "
                        "the paper's); wider ones widen both models' triangular receptive field")
+    train.add_argument("--connections", choices=list(CONNECTIONS),
+                       help="around the blocks: residual and skip connections (both, the default), one of "
+                       "them, or none: the paper's ablation (3.3)")
     train.add_argument("--dropout", type=float, metavar="P",
                        help="zero each output of a residual branch with probability P in training "
                        "(a regulariser, not in the paper; default 0)")

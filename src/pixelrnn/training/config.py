@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..data.datasets import FOLDER_DEFAULTS, check_folder_options
 from ..errors import PixelRNNError
 from ..models.configs import PAPER_CONFIGS
+from ..models.pixelrnn import CONNECTIONS
 from ..models.registry import ARCHITECTURES
 
 # The binarized-MNIST paper configurations also serve the other 28x28 binary datasets.
@@ -46,7 +47,7 @@ def _value_at(changes: list, step: int, initial):
     return next((value for at, value in reversed(changes) if at <= step), initial)
 
 
-def _flag(name: str) -> str:
+def option_flag(name: str) -> str:
     """The ``pixelrnn train`` option of a TrainConfig field: batch_size -> --batch-size."""
     return "--" + name.replace("_", "-")
 
@@ -88,6 +89,7 @@ class TrainConfig:
     head: int | None = None  # features of the output head (None: the paper's, 32 or 1024)
     precision: str = "fp32"  # "bf16": training steps under bf16 autocast (evaluation stays float32)
     conditional: bool = False  # p(x | y) on the dataset's class labels (a ClassEmbedding in every block)
+    connections: str | None = None  # residual and skip connections, a key of CONNECTIONS (None: "both")
 
     def check(self) -> None:
         """PixelRNNError, naming the ``pixelrnn train`` option, for a value out of its range (an
@@ -97,7 +99,7 @@ class TrainConfig:
         for name in at_least_one:
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise PixelRNNError(f"{_flag(name)} {value}: needs a whole number >= 1")
+                raise PixelRNNError(f"{option_flag(name)} {value}: needs a whole number >= 1")
         if self.precision not in PRECISIONS:
             raise PixelRNNError(f"--precision {self.precision}: known: {', '.join(PRECISIONS)}")
         if self.optimizer not in ("rmsprop", "adam"):
@@ -122,6 +124,8 @@ class TrainConfig:
         block = ARCHITECTURES.get(self.model)
         if self.kernel_size is not None and block is not None and not block.uses_kernel_size:
             raise PixelRNNError(f"--kernel-size: the {block.title}'s kernels are fixed ({block.paper})")
+        if self.connections is not None and self.connections not in CONNECTIONS:
+            raise PixelRNNError(f"--connections {self.connections}: known: {', '.join(CONNECTIONS)}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PixelRNNError(f"--dropout {self.dropout}: must be in [0, 1)")
         merge_changes([], self.lr_changes)  # their values, before any work (steps: when merged)
@@ -138,14 +142,14 @@ class TrainConfig:
 
     def refuse_other_options(self, built, given: dict, out) -> None:
         """On resume: PixelRNNError unless each ``given`` option equals this run's; ``built``: the
-        model's configuration (h, the layer count, dropout, kernel size and head as built, for runs
-        that took the defaults)."""
+        model's configuration (h, the layer count, dropout, kernel size, head and connections as
+        built, for runs that took the defaults)."""
         stage = getattr(built, "large", built)  # a multi-scale model's full size
         actual = {**dataclasses.asdict(self), **{name: getattr(stage, name) for name in
-                                                 ("hidden", "layers", "dropout", "kernel_size", "head")}}
+                                                 ("hidden", "layers", "dropout", "kernel_size", "head", "connections")}}
         for name, value in given.items():
             if actual[name] != value:
-                flag = {"lr_changes": "--lr-at", "batch_changes": "--batch-at"}.get(name, _flag(name))
+                flag = {"lr_changes": "--lr-at", "batch_changes": "--batch-at"}.get(name, option_flag(name))
                 raise PixelRNNError(f"{out} is a run with {flag} {actual[name]}, not {value}: "
                                     "--resume continues a run with its own configuration (start a new run to change it)")
 
@@ -211,4 +215,6 @@ class TrainConfig:
         overrides = (("hidden", self.hidden), ("layers", self.layers), ("dropout", self.dropout),
                      ("kernel_size", self.kernel_size), ("head", self.head))
         options.update({k: v for k, v in overrides if v is not None})
+        if self.connections is not None:
+            options.update(zip(("residual", "skip"), CONNECTIONS[self.connections]))
         return options
