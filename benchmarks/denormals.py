@@ -15,7 +15,6 @@ subnormals and show no difference: the slow-down comes with training.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
@@ -24,24 +23,12 @@ import torch
 
 from pixelrnn import denormals
 from pixelrnn.data.datasets import load_dataset
-from pixelrnn.layers.scan_kernel import cpu_flags
+from pixelrnn.runtime import cpu_name
 from pixelrnn.training import checkpoints as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "checkpoints" / name / "last.safetensors"
            for name in ("cifar10-pixelcnn-h32-k5", "cifar10-row-lstm-h32")]
-
-
-def cpu_name() -> str:
-    """The CPU's model name and its widest vector instructions (AVX-512, AVX2 or neither)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
-    flags = cpu_flags().split()
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name}, {vector}, {os.cpu_count()} CPUs"
 
 
 def gradient_timer(path: Path, images: torch.Tensor, batch: int):

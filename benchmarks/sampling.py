@@ -21,7 +21,7 @@ import time
 import torch
 
 import pixelrnn
-from pixelrnn.runtime import keep_freed_memory
+from pixelrnn.runtime import cpu_name, keep_freed_memory
 
 MNIST = {
     "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32),
@@ -74,7 +74,7 @@ def main() -> None:
         side = args.cifar_side
         settings.append((f"cifar {side}x{side}x3 L=256 h={args.cifar_hidden} layers={args.cifar_layers}", side,
                          {a: cifar for a in archs}))
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()} device={args.device}; "
+    print(f"{cpu_name()}; torch={torch.__version__} threads={torch.get_num_threads()} device={args.device}; "
           f"naive timed on {args.naive_values or 'all'} values per image and scaled")
     print(f"{'setting':40} {'model':16} {'batch':>5} {'naive s/img':>12} {'cached s/img':>13} {'speed-up':>9}")
     for label, size, table in settings:

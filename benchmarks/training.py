@@ -48,7 +48,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelrnn
 from pixelrnn.layers import scan_kernel, scan_triton
-from pixelrnn.runtime import LoadAwareThreads, keep_freed_memory
+from pixelrnn.runtime import LoadAwareThreads, cpu_name, keep_freed_memory
 
 MNIST = {
     "pixelcnn": dict(channels=1, levels=2, hidden=16, layers=15, head=32, skip=False),
@@ -246,7 +246,7 @@ def main() -> None:
     elif not args.reference:
         path += ", scan " + ("Triton kernels" if args.scan == "triton" else "PyTorch")
     path += ", one CUDA graph per step" if args.cuda_graph else ""
-    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+    print(f"{cpu_name()}; device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"bf16={args.bf16} path={path}")
     print(f"{'setting':42} {'model':16} {'batch':>5} {'params':>9} {'img/s':>8} "
           f"{'peak MiB':>9} {'epoch (50k)':>12} {'GFLOP/img':>10} {'TFLOP/s':>8} {'ops/step':>9}")

@@ -2,9 +2,9 @@
 
 A trained model's backward pass makes float32 subnormals (below 1.18e-38): the softmax
 probabilities of the levels a model has ruled out, and the gradients they carry back.
-x86 CPUs compute with subnormals slowly, so on trained CIFAR-10 weights the forward and
-backward of a training step take 1.7 to 2.5 times as long as with them flushed to zero
-(docs/speed.md, "Subnormal numbers on trained weights"). Flushing changes numbers below
+x86 CPUs compute with subnormals slowly: on trained CIFAR-10 weights the forward and backward
+of a training step took 1.7 to 2.5 times as long as with them flushed to zero on a 2-core Intel
+Xeon with AVX-512 (docs/speed.md, "Subnormal numbers on trained weights"). Flushing changes numbers below
 1.2e-38 only: likelihoods stay the same bit for bit, gradients move by less than 1e-30.
 
 ``torch.set_flush_denormal`` sets the calling thread's flag only (the CPU's MXCSR register

@@ -1,6 +1,6 @@
 """Process-level settings: faster CPU training (glibc malloc), CPU threads that follow the
-machine's load, the device to run on, and full float32 precision on GPUs; used by the CLI, the
-trainer, evaluation, sampling and the benchmarks."""
+machine's load, the device to run on, full float32 precision on GPUs, and the CPU's name for
+figures; used by the CLI, the trainer, evaluation, sampling and the benchmarks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import ctypes.util
 import os
 import threading
 import time
+from pathlib import Path
 
 from .errors import PixelRNNError
 
@@ -35,6 +36,21 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
     return ok and mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
+
+
+def cpu_name() -> str:
+    """The CPU's model name, its widest vector instructions (AVX-512, AVX2 or neither) and its
+    CPU count, to print beside a speed figure (the compiled kernel's speed depends on them)."""
+    from .layers.scan_kernel import cpu_flags  # its build reads the same flags
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = cpu_flags().split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name}, {vector}, {os.cpu_count()} CPUs"
 
 
 def pick_device(name: str | None = None):

@@ -82,7 +82,7 @@ class Trainer:
         self.threads = threads
         self.out, self.progress, self.log = Path(config.out), progress, progress if log is None else log
         self.ranks, self.device = Ranks.from_environment(pick_device(device))
-        # Subnormal floats slow a CPU's step 1.7-2.5x on trained weights (denormals.py)
+        # Subnormal floats made a step on trained weights 1.7-2.5x slower on a 2-core Xeon (docs/speed.md)
         self.flush_denormals = self.device.type == "cpu" and denormals.wanted()
         self.progress = self.progress and self.ranks.main
         self.log = self.log and self.ranks.main
